@@ -1,0 +1,3 @@
+from deepwell.cli import main
+
+main()

