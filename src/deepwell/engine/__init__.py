@@ -1,0 +1,1 @@
+"""deepwell.engine."""

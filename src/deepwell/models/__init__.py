@@ -1,0 +1,1 @@
+"""The model registry and the sources of model files."""

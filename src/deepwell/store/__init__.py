@@ -1,0 +1,1 @@
+"""Persistent state: SQLAlchemy (async) over SQLite or PostgreSQL, migrated by Alembic."""
