@@ -1,0 +1,80 @@
+"""open_database: migrations, SQLite setup, and schema parity with the models."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+from sqlalchemy import Connection, inspect, text
+
+from deepwell.store.db import MIGRATIONS_DIR, open_database
+from deepwell.store.tables import Base
+
+
+def _url(path: Path) -> str:
+    return f"sqlite+aiosqlite:///{path}"
+
+
+def _schema_diff(connection: Connection) -> list[object]:
+    return list(compare_metadata(MigrationContext.configure(connection), Base.metadata))
+
+
+def _table_names(connection: Connection) -> list[str]:
+    return sorted(inspect(connection).get_table_names())
+
+
+async def test_creates_parent_dir_and_tables(tmp_path: Path) -> None:
+    path = tmp_path / "nested" / "dir" / "deepwell.db"
+    database = await open_database(_url(path))
+    try:
+        async with database.engine.connect() as connection:
+            tables = await connection.run_sync(_table_names)
+    finally:
+        await database.close()
+    assert path.is_file()
+    assert tables == ["accounts", "alembic_version", "api_keys"]
+
+
+async def test_migrations_run_twice_are_idempotent(tmp_path: Path) -> None:
+    path = tmp_path / "deepwell.db"
+    for _ in range(2):
+        database = await open_database(_url(path))
+        async with database.engine.connect() as connection:
+            version = await connection.scalar(text("SELECT version_num FROM alembic_version"))
+        await database.close()
+        assert version == "0001"
+
+
+async def test_models_match_migrations(tmp_path: Path) -> None:
+    url = _url(tmp_path / "deepwell.db")
+    async with await open_database(url) as database, database.engine.connect() as connection:
+        diff = await connection.run_sync(_schema_diff)
+    assert diff == []
+
+
+async def test_sqlite_uses_wal_and_busy_timeout(tmp_path: Path) -> None:
+    path = tmp_path / "deepwell.db"
+    async with await open_database(_url(path)) as database, database.engine.connect() as connection:
+        timeout = await connection.scalar(text("PRAGMA busy_timeout"))
+        foreign_keys = await connection.scalar(text("PRAGMA foreign_keys"))
+    assert timeout is not None
+    assert timeout > 0
+    assert foreign_keys == 1
+    with sqlite3.connect(path) as plain:
+        (mode,) = plain.execute("PRAGMA journal_mode").fetchone()
+    plain.close()
+    assert mode == "wal"
+
+
+async def test_in_memory_database_opens() -> None:
+    url = "sqlite+aiosqlite:///:memory:"
+    async with await open_database(url) as database, database.session() as session:
+        assert await session.scalar(text("SELECT count(*) FROM accounts")) == 0
+
+
+def test_migrations_ship_inside_the_package() -> None:
+    assert (MIGRATIONS_DIR / "env.py").is_file()
+    assert (MIGRATIONS_DIR / "script.py.mako").is_file()
+    assert (MIGRATIONS_DIR / "versions" / "0001_accounts_and_keys.py").is_file()
