@@ -1,0 +1,81 @@
+"""The composition root: ``create_app`` builds every part of a deepwell server."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack, asynccontextmanager
+
+from fastapi import FastAPI
+
+from deepwell import __version__
+from deepwell.accounts.keys import KeyStore
+from deepwell.chat.template import ChatTemplate
+from deepwell.core.service import GenerationService
+from deepwell.engine.base import Engine
+from deepwell.engine.loader import load_engine
+from deepwell.http import errors
+from deepwell.http.routes import chat, health, models
+from deepwell.http.state import KeyLookup, Services
+from deepwell.models.registry import ModelRegistry
+from deepwell.settings import Settings
+from deepwell.store.db import open_database
+
+OPENAI_PREFIXES = ("", "/v1")
+BETA_PREFIXES = ("/beta", "/v1/beta")
+
+
+def create_app(
+    settings: Settings,
+    *,
+    engines: dict[str, Engine] | None = None,
+    keys: KeyLookup | None = None,
+) -> FastAPI:
+    """A FastAPI app for ``settings``. Tests pass fake ``engines`` or ``keys`` here."""
+    registry = ModelRegistry(settings)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        async with AsyncExitStack() as stack:
+            key_lookup = keys or await _open_keys(settings, stack)
+            live = engines or await _load_engines(settings, registry, stack)
+            generation = GenerationService(registry, live, _templates(live))
+            app.state.services = Services(registry, generation, live, key_lookup)
+            yield
+
+    app = FastAPI(title="deepwell", version=__version__, lifespan=lifespan)
+    errors.install(app)
+    for prefix in (*OPENAI_PREFIXES, *BETA_PREFIXES):
+        app.include_router(chat.router, prefix=prefix)
+    for prefix in OPENAI_PREFIXES:
+        app.include_router(models.router, prefix=prefix)
+    app.include_router(health.router)
+    return app
+
+
+async def _open_keys(settings: Settings, stack: AsyncExitStack) -> KeyLookup:
+    database = await open_database(settings.database)
+    stack.push_async_callback(database.close)
+    return KeyStore(database)
+
+
+async def _load_engines(
+    settings: Settings, registry: ModelRegistry, stack: AsyncExitStack
+) -> dict[str, Engine]:
+    loaded: dict[str, Engine] = {}
+    for name in sorted(registry.backing_names()):
+        engine = await asyncio.to_thread(load_engine, name, settings)
+        stack.push_async_callback(engine.close)
+        loaded[name] = engine
+    return loaded
+
+
+def _templates(engines: dict[str, Engine]) -> dict[str, ChatTemplate]:
+    return {
+        name: ChatTemplate(
+            engine.info.chat_template,
+            bos_token=engine.info.bos_token,
+            eos_token=engine.info.eos_token,
+        )
+        for name, engine in engines.items()
+    }

@@ -1,0 +1,130 @@
+"""The generation service: the only place where request policy lives.
+
+``prepare`` resolves and validates a request and renders its prompt; every error a
+client can cause is raised there, before a response is committed. ``run`` then
+drives the engine and yields core events.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+import uuid
+from collections.abc import AsyncIterator, Mapping
+from contextlib import aclosing
+from dataclasses import dataclass
+
+from deepwell import __version__
+from deepwell.chat.template import ChatTemplate
+from deepwell.core.auth import Caller
+from deepwell.core.events import Event, Finished, Started, TextDelta, Usage
+from deepwell.core.types import GenerationRequest
+from deepwell.engine.base import Done, Engine, EngineRequest
+from deepwell.errors import InvalidRequest
+from deepwell.models.registry import ModelRegistry, ResolvedModel
+
+MAX_STOP_SEQUENCES = 16
+
+
+@dataclass(frozen=True, slots=True)
+class Prepared:
+    """A validated request, ready to run."""
+
+    model: ResolvedModel
+    engine_request: EngineRequest
+    thinking: bool
+
+
+class GenerationService:
+    def __init__(
+        self,
+        registry: ModelRegistry,
+        engines: Mapping[str, Engine],
+        templates: Mapping[str, ChatTemplate],
+    ) -> None:
+        self._registry = registry
+        self._engines = engines
+        self._templates = templates
+
+    def prepare(self, request: GenerationRequest, caller: Caller) -> Prepared:
+        model = self._registry.resolve(request.model)
+        engine = self._engines[model.backing]
+        _check_max_tokens(request.max_tokens, model.spec.max_output)
+        _check_stop(request.stop)
+        text = self._templates[model.backing].render(request.messages)
+        prompt = tuple(engine.tokenize(text, special=True))
+        max_tokens = _fit_context(
+            len(prompt), request.max_tokens, model.spec.max_output, engine.info.context_length
+        )
+        namespace = f"{caller.account_id}/{request.user_id or ''}"
+        return Prepared(
+            model=model,
+            engine_request=EngineRequest(
+                prompt=prompt,
+                max_tokens=max_tokens,
+                sampling=request.sampling,
+                stop=request.stop,
+                namespace=namespace,
+            ),
+            # Reasoning is not generated yet: every answer is a plain one.
+            thinking=False,
+        )
+
+    async def run(self, prepared: Prepared) -> AsyncIterator[Event]:
+        """Started, the deltas, then Finished. Closing the iterator aborts the generation."""
+        engine = self._engines[prepared.model.backing]
+        yield Started(
+            id=str(uuid.uuid4()),
+            model=prepared.model.id,
+            created=int(time.time()),
+            thinking=prepared.thinking,
+            fingerprint=_fingerprint(prepared.model.backing),
+        )
+        async with aclosing(engine.generate(prepared.engine_request)) as events:
+            async for event in events:
+                if isinstance(event, Done):
+                    yield Finished(event.reason, _usage(event))
+                elif event.text:
+                    yield TextDelta(event.text)
+
+
+def _fingerprint(backing: str) -> str:
+    digest = hashlib.sha256(f"{backing}/{__version__}".encode()).hexdigest()
+    return f"fp_{digest[:10]}"
+
+
+def _usage(done: Done) -> Usage:
+    return Usage(
+        prompt_tokens=done.prompt_tokens,
+        completion_tokens=done.completion_tokens,
+        cache_hit_tokens=done.cached_tokens,
+    )
+
+
+def _check_max_tokens(max_tokens: int | None, limit: int) -> None:
+    if max_tokens is not None and not 1 <= max_tokens <= limit:
+        raise InvalidRequest(
+            f"Invalid max_tokens value, the valid range of max_tokens is [1, {limit}]",
+            param="max_tokens",
+        )
+
+
+def _check_stop(stop: tuple[str, ...]) -> None:
+    if len(stop) > MAX_STOP_SEQUENCES:
+        raise InvalidRequest(
+            f"Invalid stop value, at most {MAX_STOP_SEQUENCES} stop sequences are allowed",
+            param="stop",
+        )
+
+
+def _fit_context(prompt: int, max_tokens: int | None, max_output: int, context: int) -> int:
+    """The completion budget; a prompt that leaves no room is the context-length 400."""
+    completion = max_tokens if max_tokens is not None else min(max_output, context - prompt)
+    requested = prompt + max(completion, 1)
+    if requested > context:
+        raise InvalidRequest(
+            f"This model's maximum context length is {context} tokens. However, you requested "
+            f"{requested} tokens ({prompt} in the messages, {max(completion, 1)} in the "
+            "completion). Please reduce the length of the messages or completion.",
+        )
+    return completion

@@ -1,0 +1,93 @@
+"""The engine protocol: token ids in, text pieces out.
+
+An engine owns one loaded model. It knows nothing of accounts, dialects or chat
+templates; the core renders prompts to token ids and folds the engine's events
+into a response.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Literal, Protocol
+
+from deepwell.core.types import Sampling
+
+EngineFinish = Literal["stop", "length", "insufficient_system_resource"]
+
+
+@dataclass(frozen=True, slots=True)
+class EngineRequest:
+    """What the engine generates: ``prompt`` token ids, at most ``max_tokens`` new ones.
+
+    Generation ends at an end-of-generation token, after ``max_tokens`` tokens, or when
+    the text contains one of ``stop`` (the stop string itself is not returned).
+    ``namespace`` separates cache entries of different accounts.
+    """
+
+    prompt: tuple[int, ...]
+    max_tokens: int
+    sampling: Sampling = field(default_factory=Sampling)
+    stop: tuple[str, ...] = ()
+    namespace: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Piece:
+    """Newly generated text (possibly empty while a multi-byte character is incomplete)."""
+
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class Done:
+    """The last event of every generation."""
+
+    reason: EngineFinish
+    prompt_tokens: int
+    completion_tokens: int
+    cached_tokens: int = 0
+
+
+EngineEvent = Piece | Done
+
+
+@dataclass(frozen=True, slots=True)
+class ModelInfo:
+    """What the core needs to know about the loaded model to render prompts."""
+
+    name: str
+    chat_template: str
+    bos_token: str
+    eos_token: str
+    context_length: int
+
+
+@dataclass(frozen=True, slots=True)
+class EngineHealth:
+    state: Literal["ready", "starting", "failed"]
+    sequences_busy: int
+    sequences_total: int
+    queue_length: int
+    kv_used: int
+    kv_total: int
+
+
+class Engine(Protocol):
+    """A running model.
+
+    ``generate`` may be called concurrently from the event loop; closing the returned
+    iterator early (``aclose``, cancellation, a client disconnect) aborts the
+    generation and frees its resources.
+    """
+
+    @property
+    def info(self) -> ModelInfo: ...
+
+    def generate(self, request: EngineRequest) -> AsyncIterator[EngineEvent]: ...
+
+    def tokenize(self, text: str, *, special: bool) -> list[int]: ...
+
+    async def health(self) -> EngineHealth: ...
+
+    async def close(self) -> None: ...

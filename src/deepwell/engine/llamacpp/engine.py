@@ -1,0 +1,98 @@
+"""The embedded engine: llama.cpp in-process, continuous batching on one thread."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+
+from deepwell.engine.base import Done, EngineEvent, EngineHealth, EngineRequest, ModelInfo, Piece
+from deepwell.engine.llamacpp.model import LlamaModel
+from deepwell.engine.llamacpp.scheduler import End, Output, Scheduler, Sequence
+from deepwell.engine.text import StopMatcher, Utf8Stream
+from deepwell.settings import EngineSettings
+
+
+class LlamaCppEngine:
+    """An ``Engine`` over a local GGUF file."""
+
+    def __init__(
+        self, name: str, path: Path, settings: EngineSettings, *, context_length: int
+    ) -> None:
+        self._model = LlamaModel(path)
+        self._scheduler = Scheduler(self._model, settings)
+        self._n_seq = settings.n_seq_max
+        self._info = ModelInfo(
+            name=name,
+            chat_template=self._model.chat_template(),
+            bos_token=self._model.token_text(self._model.bos),
+            eos_token=self._model.token_text(self._model.eos),
+            context_length=min(context_length, self._scheduler.n_ctx),
+        )
+        self._scheduler.start()
+
+    @property
+    def info(self) -> ModelInfo:
+        return self._info
+
+    def tokenize(self, text: str, *, special: bool) -> list[int]:
+        return self._model.tokenize(text, special=special)
+
+    async def generate(self, request: EngineRequest) -> AsyncIterator[EngineEvent]:
+        outputs: asyncio.Queue[Output] = asyncio.Queue()
+        seq = Sequence(
+            prompt=request.prompt,
+            max_tokens=request.max_tokens,
+            sampling=request.sampling,
+            emit=_poster(asyncio.get_running_loop(), outputs),
+        )
+        self._scheduler.submit(seq)
+        utf8, stops = Utf8Stream(), StopMatcher(request.stop)
+        generated = 0
+        try:
+            while True:
+                out = await outputs.get()
+                if isinstance(out, End):
+                    tail = stops.feed(utf8.flush()) + stops.flush()
+                    if tail:
+                        yield Piece(tail)
+                    yield Done(out.reason, len(request.prompt), generated)
+                    return
+                generated += 1
+                text = stops.feed(utf8.feed(self._model.piece(out.id)))
+                if text:
+                    yield Piece(text)
+                if stops.stopped:
+                    yield Done("stop", len(request.prompt), generated)
+                    return
+        finally:
+            # Whether it ended, stopped on a stop string or was abandoned by its
+            # consumer, the sequence is freed; cancelling a finished one is a no-op.
+            self._scheduler.cancel(seq)
+
+    async def health(self) -> EngineHealth:
+        busy, waiting, kv_used = self._scheduler.snapshot()
+        return EngineHealth(
+            state="failed" if self._scheduler.failed else "ready",
+            sequences_busy=busy,
+            sequences_total=self._n_seq,
+            queue_length=waiting,
+            kv_used=kv_used,
+            kv_total=self._scheduler.n_ctx,
+        )
+
+    async def close(self) -> None:
+        await asyncio.to_thread(self._scheduler.stop)
+        self._model.close()
+
+
+def _poster(
+    loop: asyncio.AbstractEventLoop, outputs: asyncio.Queue[Output]
+) -> Callable[[Output], None]:
+    def post(out: Output) -> None:
+        try:
+            loop.call_soon_threadsafe(outputs.put_nowait, out)
+        except RuntimeError:  # the loop is closed: nobody is listening any more
+            pass
+
+    return post

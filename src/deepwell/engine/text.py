@@ -1,0 +1,63 @@
+"""Turning generated tokens into text: UTF-8 reassembly and stop strings."""
+
+from __future__ import annotations
+
+import codecs
+
+
+class Utf8Stream:
+    """Decodes byte pieces to text, holding back incomplete multi-byte characters."""
+
+    def __init__(self) -> None:
+        self._decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+
+    def feed(self, data: bytes) -> str:
+        return self._decoder.decode(data)
+
+    def flush(self) -> str:
+        return self._decoder.decode(b"", final=True)
+
+
+class StopMatcher:
+    """Finds stop strings in streamed text.
+
+    ``feed`` returns the text that is safe to emit: text that may still turn out to be
+    the beginning of a stop string is held back until it is decided. After a stop
+    string is found, ``stopped`` is true and nothing more is emitted.
+    """
+
+    def __init__(self, stops: tuple[str, ...]) -> None:
+        self._stops = tuple(s for s in stops if s)
+        self._held = ""
+        self.stopped = False
+
+    def feed(self, text: str) -> str:
+        if self.stopped:
+            return ""
+        buffer = self._held + text
+        cut = self._first_stop(buffer)
+        if cut is not None:
+            self.stopped = True
+            self._held = ""
+            return buffer[:cut]
+        keep = self._partial_suffix(buffer)
+        self._held = buffer[len(buffer) - keep :]
+        return buffer[: len(buffer) - keep]
+
+    def flush(self) -> str:
+        held, self._held = self._held, ""
+        return "" if self.stopped else held
+
+    def _first_stop(self, buffer: str) -> int | None:
+        found = [i for i in (buffer.find(s) for s in self._stops) if i >= 0]
+        return min(found) if found else None
+
+    def _partial_suffix(self, buffer: str) -> int:
+        """Length of the longest suffix of ``buffer`` that begins some stop string."""
+        longest = 0
+        for stop in self._stops:
+            for n in range(min(len(stop) - 1, len(buffer)), longest, -1):
+                if stop.startswith(buffer[-n:]):
+                    longest = n
+                    break
+        return longest

@@ -1,0 +1,72 @@
+"""Rendering errors into the DeepSeek envelope, in one place."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException
+
+from deepwell.errors import DeepwellError, InvalidParameters, InvalidRequest
+
+log = logging.getLogger(__name__)
+
+
+def render(error: DeepwellError) -> JSONResponse:
+    return JSONResponse(error.envelope(), status_code=error.status)
+
+
+def install(app: FastAPI) -> None:
+    app.add_exception_handler(DeepwellError, _on_deepwell_error)
+    app.add_exception_handler(RequestValidationError, _on_validation_error)
+    app.add_exception_handler(HTTPException, _on_http_error)
+    app.add_exception_handler(Exception, _on_unexpected)
+
+
+async def _on_deepwell_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, DeepwellError)
+    return render(exc)
+
+
+async def _on_validation_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    return render(validation_error(exc.errors()))
+
+
+def validation_error(errors: Any) -> DeepwellError:
+    """Bad JSON is a 400; JSON of the wrong shape is a 422 naming the field."""
+    first = next(iter(errors), {})
+    location = [str(part) for part in first.get("loc", ()) if part != "body"]
+    if first.get("type") == "json_invalid":
+        detail = first.get("ctx", {}).get("error", "invalid JSON")
+        return InvalidRequest(f"Failed to parse the request body as JSON: {detail}")
+    path = _path(location)
+    message = first.get("msg", "invalid value")
+    return InvalidParameters(
+        f"Failed to deserialize the JSON body into the target type: {path}: {message}",
+        param=path or None,
+    )
+
+
+def _path(location: list[str]) -> str:
+    out = ""
+    for part in location:
+        out += f"[{part}]" if part.isdigit() else (f".{part}" if out else part)
+    return out
+
+
+async def _on_http_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, HTTPException)
+    error = DeepwellError(str(exc.detail))
+    error.status = exc.status_code
+    error.type = "invalid_request_error"
+    error.code = "not_found" if exc.status_code == 404 else "invalid_request_error"
+    return render(error)
+
+
+async def _on_unexpected(request: Request, exc: Exception) -> JSONResponse:
+    log.exception("unhandled error on %s %s", request.method, request.url.path)
+    return render(DeepwellError("The server had an error while processing your request."))

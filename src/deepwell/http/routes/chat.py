@@ -1,0 +1,39 @@
+"""``POST /chat/completions`` (also under ``/v1``, ``/beta`` and ``/v1/beta``)."""
+
+from __future__ import annotations
+
+from contextlib import aclosing
+
+from fastapi import APIRouter, Depends, Request, Response
+from fastapi.responses import JSONResponse
+
+from deepwell.core.auth import Caller
+from deepwell.dialects import openai
+from deepwell.http import sse
+from deepwell.http.auth import authenticate
+from deepwell.http.disconnect import ClientDisconnected, unless_disconnected
+from deepwell.http.state import services
+
+router = APIRouter()
+
+CLIENT_CLOSED_REQUEST = 499
+
+
+@router.post("/chat/completions", response_model=None)
+async def chat_completions(
+    request: Request,
+    body: openai.ChatCompletionRequest,
+    caller: Caller = Depends(authenticate),
+) -> Response:
+    generation = services(request).generation
+    prepared = generation.prepare(openai.to_request(body), caller)
+    events = generation.run(prepared)
+    if body.stream:
+        include_usage = body.stream_options is not None and body.stream_options.include_usage
+        return sse.stream(events, openai.ChunkEncoder(include_usage=include_usage).encode)
+    async with aclosing(events):
+        try:
+            result = await unless_disconnected(request, openai.collect(events))
+        except ClientDisconnected:
+            return Response(status_code=CLIENT_CLOSED_REQUEST)
+    return JSONResponse(result)

@@ -1,0 +1,23 @@
+"""``GET /health``: liveness and the engines' state. No key needed."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse
+
+from deepwell.http.state import services
+
+router = APIRouter()
+
+
+@router.get("/health")
+async def health(request: Request) -> JSONResponse:
+    engines: dict[str, Any] = {}
+    for name, engine in services(request).engines.items():
+        engines[name] = asdict(await engine.health())
+    ready = all(e["state"] == "ready" for e in engines.values())
+    body = {"status": "ok" if ready else "degraded", "engines": engines}
+    return JSONResponse(body, status_code=200 if ready else 503)
