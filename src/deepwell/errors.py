@@ -41,7 +41,7 @@ class InvalidRequest(DeepwellError):
 
 class ModelNotFound(InvalidRequest):
     def __init__(self) -> None:
-        super().__init__("Model Not Exist", param="model")
+        super().__init__("Model Not Exist")
 
 
 class InvalidParameters(DeepwellError):

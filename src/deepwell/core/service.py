@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import time
 import uuid
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncGenerator, Mapping
 from contextlib import aclosing
 from dataclasses import dataclass
 
@@ -70,7 +70,7 @@ class GenerationService:
             thinking=False,
         )
 
-    async def run(self, prepared: Prepared) -> AsyncIterator[Event]:
+    async def run(self, prepared: Prepared) -> AsyncGenerator[Event, None]:
         """Started, the deltas, then Finished. Closing the iterator aborts the generation."""
         engine = self._engines[prepared.model.backing]
         yield Started(

@@ -7,7 +7,7 @@ into a response.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
@@ -84,7 +84,7 @@ class Engine(Protocol):
     @property
     def info(self) -> ModelInfo: ...
 
-    def generate(self, request: EngineRequest) -> AsyncIterator[EngineEvent]: ...
+    def generate(self, request: EngineRequest) -> AsyncGenerator[EngineEvent, None]: ...
 
     def tokenize(self, text: str, *, special: bool) -> list[int]: ...
 

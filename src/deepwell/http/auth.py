@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from fastapi import Request
+from typing import Annotated
+
+from fastapi import Depends, Request
 
 from deepwell.core.auth import Caller
 from deepwell.errors import AuthenticationFailed
@@ -24,3 +26,6 @@ async def authenticate(request: Request) -> Caller:
     if caller is None:
         raise AuthenticationFailed.for_key(key)
     return caller
+
+
+AuthenticatedCaller = Annotated[Caller, Depends(authenticate)]

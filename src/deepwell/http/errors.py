@@ -38,15 +38,16 @@ async def _on_validation_error(request: Request, exc: Exception) -> JSONResponse
 
 def validation_error(errors: Any) -> DeepwellError:
     """Bad JSON is a 400; JSON of the wrong shape is a 422 naming the field."""
-    first = next(iter(errors), {})
+    first: dict[str, Any] = next(iter(errors), {})
     location = [str(part) for part in first.get("loc", ()) if part != "body"]
     if first.get("type") == "json_invalid":
         detail = first.get("ctx", {}).get("error", "invalid JSON")
         return InvalidRequest(f"Failed to parse the request body as JSON: {detail}")
     path = _path(location)
     message = first.get("msg", "invalid value")
+    where = f"{path}: " if path else ""
     return InvalidParameters(
-        f"Failed to deserialize the JSON body into the target type: {path}: {message}",
+        f"Failed to deserialize the JSON body into the target type: {where}{message}",
         param=path or None,
     )
 

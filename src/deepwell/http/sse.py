@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from contextlib import aclosing
 from typing import Any
 
@@ -22,7 +22,9 @@ def data(payload: Any) -> bytes:
     return b"data: " + json.dumps(payload, ensure_ascii=False).encode() + b"\n\n"
 
 
-def stream(events: AsyncIterator[Event], encode: Callable[[Event], Any]) -> StreamingResponse:
+def stream(
+    events: AsyncGenerator[Event, None], encode: Callable[[Event], Any]
+) -> StreamingResponse:
     """An SSE response of ``encode(event)`` for each event.
 
     Once the stream has begun, an error becomes a final ``data: {"error": ...}`` line.
@@ -42,6 +44,4 @@ def stream(events: AsyncIterator[Event], encode: Callable[[Event], Any]) -> Stre
                 yield data(DeepwellError("The server had an error while streaming.").envelope())
         yield b"data: [DONE]\n\n"
 
-    return StreamingResponse(
-        body(), media_type="text/event-stream; charset=utf-8", headers=HEADERS
-    )
+    return StreamingResponse(body(), media_type="text/event-stream; charset=utf-8", headers=HEADERS)

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
+import contextlib
+from collections.abc import AsyncGenerator, Callable
 from pathlib import Path
 
 from deepwell.engine.base import Done, EngineEvent, EngineHealth, EngineRequest, ModelInfo, Piece
@@ -38,7 +39,7 @@ class LlamaCppEngine:
     def tokenize(self, text: str, *, special: bool) -> list[int]:
         return self._model.tokenize(text, special=special)
 
-    async def generate(self, request: EngineRequest) -> AsyncIterator[EngineEvent]:
+    async def generate(self, request: EngineRequest) -> AsyncGenerator[EngineEvent, None]:
         outputs: asyncio.Queue[Output] = asyncio.Queue()
         seq = Sequence(
             prompt=request.prompt,
@@ -90,9 +91,8 @@ def _poster(
     loop: asyncio.AbstractEventLoop, outputs: asyncio.Queue[Output]
 ) -> Callable[[Output], None]:
     def post(out: Output) -> None:
-        try:
+        # A closed loop means nobody is listening any more.
+        with contextlib.suppress(RuntimeError):
             loop.call_soon_threadsafe(outputs.put_nowait, out)
-        except RuntimeError:  # the loop is closed: nobody is listening any more
-            pass
 
     return post

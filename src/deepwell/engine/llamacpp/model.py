@@ -16,11 +16,11 @@ from deepwell.errors import ConfigurationError
 _GGML_LOG_LEVEL_ERROR = 4
 
 
-@llama_cpp.llama_log_callback
+@llama_cpp.llama_log_callback  # type: ignore[untyped-decorator]
 def _quiet_log(level: int, text: bytes, user_data: ctypes.c_void_p) -> None:
     """llama.cpp logs a lot at load time; keep only its errors."""
     if level == _GGML_LOG_LEVEL_ERROR:
-        print(text.decode("utf-8", errors="replace"), end="", flush=True)  # noqa: T201
+        print(text.decode("utf-8", errors="replace"), end="", flush=True)
 
 
 def init_backend() -> None:
@@ -70,7 +70,9 @@ class LlamaModel:
         data = text.encode("utf-8")
         capacity = len(data) + 8
         tokens = (llama_cpp.llama_token * capacity)()
-        n = llama_cpp.llama_tokenize(self.vocab, data, len(data), tokens, capacity, add_bos, special)
+        n = llama_cpp.llama_tokenize(
+            self.vocab, data, len(data), tokens, capacity, add_bos, special
+        )
         if n < 0:
             capacity = -n
             tokens = (llama_cpp.llama_token * capacity)()

@@ -28,7 +28,8 @@ def build_chain(sampling: Sampling) -> Any:
             chain, llama_cpp.llama_sampler_init_top_p(sampling.top_p, 1)
         )
     seed = sampling.seed if sampling.seed is not None else secrets.randbits(32)
-    llama_cpp.llama_sampler_chain_add(chain, llama_cpp.llama_sampler_init_temp(sampling.temperature))
+    temperature = llama_cpp.llama_sampler_init_temp(sampling.temperature)
+    llama_cpp.llama_sampler_chain_add(chain, temperature)
     llama_cpp.llama_sampler_chain_add(chain, llama_cpp.llama_sampler_init_dist(seed & 0xFFFFFFFF))
     return chain
 

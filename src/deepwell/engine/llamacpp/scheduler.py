@@ -211,9 +211,7 @@ class Scheduler:
             return
         seq.generated += 1
         seq.emit(Token(token))
-        if seq.generated >= seq.max_tokens:
-            self._finish(seq, "length")
-        elif seq.n_past + 1 >= self.n_ctx:
+        if seq.generated >= seq.max_tokens or seq.n_past + 1 >= self.n_ctx:
             self._finish(seq, "length")
         else:
             seq.next_token = token

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from contextlib import aclosing
 
-from fastapi import APIRouter, Depends, Request, Response
+from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 
-from deepwell.core.auth import Caller
 from deepwell.dialects import openai
 from deepwell.http import sse
-from deepwell.http.auth import authenticate
+from deepwell.http.auth import AuthenticatedCaller
+from deepwell.http.body import parse
 from deepwell.http.disconnect import ClientDisconnected, unless_disconnected
 from deepwell.http.state import services
 
@@ -20,11 +20,8 @@ CLIENT_CLOSED_REQUEST = 499
 
 
 @router.post("/chat/completions", response_model=None)
-async def chat_completions(
-    request: Request,
-    body: openai.ChatCompletionRequest,
-    caller: Caller = Depends(authenticate),
-) -> Response:
+async def chat_completions(request: Request, caller: AuthenticatedCaller) -> Response:
+    body = await parse(request, openai.ChatCompletionRequest)
     generation = services(request).generation
     prepared = generation.prepare(openai.to_request(body), caller)
     events = generation.run(prepared)

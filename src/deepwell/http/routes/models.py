@@ -4,17 +4,16 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Request
 
-from deepwell.core.auth import Caller
-from deepwell.http.auth import authenticate
+from deepwell.http.auth import AuthenticatedCaller
 from deepwell.http.state import services
 
 router = APIRouter()
 
 
 @router.get("/models")
-async def list_models(request: Request, caller: Caller = Depends(authenticate)) -> dict[str, Any]:
+async def list_models(request: Request, caller: AuthenticatedCaller) -> dict[str, Any]:
     registry = services(request).registry
     return {
         "object": "list",

@@ -1,0 +1,59 @@
+"""A scripted engine for unit tests: characters are tokens, the reply is fixed.
+
+It honours the engine contract (``max_tokens``, stop strings, ``Done`` last,
+cancellation) without a model, so the layers above can be tested quickly.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncGenerator
+
+from deepwell.engine.base import Done, EngineEvent, EngineHealth, EngineRequest, ModelInfo, Piece
+from deepwell.engine.text import StopMatcher
+
+TEMPLATE = (
+    "{% for m in messages %}<|{{ m.role }}|>{{ m.content }}\n{% endfor %}"
+    "{% if add_generation_prompt %}<|assistant|>{% endif %}"
+)
+
+
+class FakeEngine:
+    def __init__(self, reply: str = "Hello from the fake engine.", context_length: int = 512):
+        self.reply = reply
+        self.active = 0
+        self._info = ModelInfo("fake", TEMPLATE, "", "", context_length)
+
+    @property
+    def info(self) -> ModelInfo:
+        return self._info
+
+    def tokenize(self, text: str, *, special: bool) -> list[int]:
+        return [ord(c) for c in text]
+
+    async def generate(self, request: EngineRequest) -> AsyncGenerator[EngineEvent, None]:
+        self.active += 1
+        try:
+            stops = StopMatcher(request.stop)
+            tokens = list(self.reply)[: request.max_tokens]
+            for n, char in enumerate(tokens, start=1):
+                await asyncio.sleep(0)
+                text = stops.feed(char)
+                if text:
+                    yield Piece(text)
+                if stops.stopped:
+                    yield Done("stop", len(request.prompt), n)
+                    return
+            tail = stops.flush()
+            if tail:
+                yield Piece(tail)
+            reason = "length" if len(self.reply) > request.max_tokens else "stop"
+            yield Done(reason, len(request.prompt), len(tokens))
+        finally:
+            self.active -= 1
+
+    async def health(self) -> EngineHealth:
+        return EngineHealth("ready", self.active, 8, 0, 0, self._info.context_length)
+
+    async def close(self) -> None:
+        return None
