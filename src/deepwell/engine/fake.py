@@ -9,7 +9,10 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncGenerator
 
-from deepwell.engine.base import Done, EngineEvent, EngineHealth, EngineRequest, ModelInfo, Piece
+from deepwell.engine.base import (
+    Done,
+    EngineFinish,
+    EngineEvent, EngineHealth, EngineRequest, ModelInfo, Piece
 from deepwell.engine.text import StopMatcher
 
 TEMPLATE = (
@@ -47,7 +50,7 @@ class FakeEngine:
             tail = stops.flush()
             if tail:
                 yield Piece(tail)
-            reason = "length" if len(self.reply) > request.max_tokens else "stop"
+            reason: EngineFinish = "length" if len(self.reply) > request.max_tokens else "stop"
             yield Done(reason, len(request.prompt), len(tokens))
         finally:
             self.active -= 1

@@ -25,4 +25,3 @@ async def parse(request: Request, model: type[M]) -> M:
         return model.model_validate_json(raw)
     except ValidationError as exc:
         raise validation_error(exc.errors(include_url=False)) from None
-
