@@ -12,7 +12,12 @@ from collections.abc import AsyncGenerator
 from deepwell.engine.base import (
     Done,
     EngineFinish,
-    EngineEvent, EngineHealth, EngineRequest, ModelInfo, Piece
+    EngineEvent,
+    EngineHealth,
+    EngineRequest,
+    ModelInfo,
+    Piece,
+)
 from deepwell.engine.text import StopMatcher
 
 TEMPLATE = (
