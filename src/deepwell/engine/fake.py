@@ -11,8 +11,8 @@ from collections.abc import AsyncGenerator
 
 from deepwell.engine.base import (
     Done,
-    EngineFinish,
     EngineEvent,
+    EngineFinish,
     EngineHealth,
     EngineRequest,
     ModelInfo,
