@@ -1,0 +1,102 @@
+"""One real ``deepwell serve`` process on the embedded model, shared by the e2e tests."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import openai
+import pytest
+
+STARTUP_TIMEOUT_S = 180
+# A small context keeps the oversize-prompt test cheap; everything else fits easily.
+TEST_CONTEXT = 4096
+
+
+@dataclass(frozen=True)
+class Server:
+    base_url: str
+    key: str
+    data_dir: Path
+    process: subprocess.Popen[bytes]
+
+    def client(self, path: str = "", **kwargs: object) -> openai.OpenAI:
+        return openai.OpenAI(
+            api_key=self.key, base_url=self.base_url + path, max_retries=0, **kwargs
+        )
+
+    def health(self) -> dict[str, object]:
+        response = httpx.get(f"{self.base_url}/health", timeout=5)
+        body: dict[str, object] = response.json()
+        return body
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def _deepwell(*args: str) -> list[str]:
+    return [sys.executable, "-m", "deepwell", *args]
+
+
+def _wait_ready(base_url: str, process: subprocess.Popen[bytes], log: Path) -> None:
+    deadline = time.monotonic() + STARTUP_TIMEOUT_S
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            pytest.fail(f"deepwell serve exited early:\n{log.read_text()}")
+        try:
+            if httpx.get(f"{base_url}/health", timeout=2).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(0.5)
+    pytest.fail(f"deepwell serve did not become ready:\n{log.read_text()}")
+
+
+@pytest.fixture(scope="session")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    data_dir = tmp_path_factory.mktemp("deepwell-data")
+    env = {
+        **os.environ,
+        "DEEPWELL_DATA_DIR": str(data_dir),
+        "DEEPWELL_ENGINE__N_CTX": str(TEST_CONTEXT),
+        "DEEPWELL_ENGINE__N_SEQ_MAX": "4",
+    }
+    port = _free_port()
+    log = data_dir / "serve.log"
+    with log.open("wb") as out:
+        process = subprocess.Popen(
+            _deepwell("serve", "--port", str(port)),
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    base_url = f"http://127.0.0.1:{port}"
+    try:
+        _wait_ready(base_url, process, log)
+        created = subprocess.run(
+            _deepwell("keys", "create", "--account", "e2e", "--json"),
+            env=env,
+            check=True,
+            capture_output=True,
+        )
+        key = json.loads(created.stdout)["key"]
+        yield Server(base_url, key, data_dir, process)
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
