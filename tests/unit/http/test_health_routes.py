@@ -1,0 +1,45 @@
+"""``GET /health``: no key needed; 503 when an engine is not ready."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+
+from deepwell.engine.base import EngineHealth
+from deepwell.engine.fake import FakeEngine
+from deepwell.settings import DEFAULT_MODEL
+
+
+async def test_health_without_a_key(anonymous: httpx.AsyncClient) -> None:
+    response = await anonymous.get("/health")
+    assert response.status_code == 200
+    result = response.json()
+    assert result["status"] == "ok"
+    assert list(result["engines"]) == [DEFAULT_MODEL]
+    engine = result["engines"][DEFAULT_MODEL]
+    assert engine["state"] == "ready"
+    assert engine["sequences_busy"] == 0
+    assert engine["kv_total"] == 512
+
+
+async def test_health_ignores_a_wrong_key(anonymous: httpx.AsyncClient) -> None:
+    response = await anonymous.get("/health", headers={"Authorization": "Bearer sk-wrong"})
+    assert response.status_code == 200
+
+
+@pytest.mark.parametrize("prefix", ["/v1", "/beta"])
+async def test_health_only_at_the_root(anonymous: httpx.AsyncClient, prefix: str) -> None:
+    assert (await anonymous.get(f"{prefix}/health")).status_code == 404
+
+
+async def test_engine_not_ready_is_a_503(
+    anonymous: httpx.AsyncClient, engine: FakeEngine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async def starting() -> EngineHealth:
+        return EngineHealth("starting", 0, 8, 0, 0, 512)
+
+    monkeypatch.setattr(engine, "health", starting)
+    response = await anonymous.get("/health")
+    assert response.status_code == 503
+    assert response.json()["status"] == "degraded"
+    assert response.json()["engines"][DEFAULT_MODEL]["state"] == "starting"
