@@ -37,8 +37,10 @@ def create_app(
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         async with AsyncExitStack() as stack:
-            key_lookup = keys or await _open_keys(settings, stack)
-            live = engines or await _load_engines(settings, registry, stack)
+            key_lookup = keys if keys is not None else await _open_keys(settings, stack)
+            live = (
+                engines if engines is not None else await _load_engines(settings, registry, stack)
+            )
             generation = GenerationService(registry, live, _templates(live))
             app.state.services = Services(registry, generation, live, key_lookup)
             yield

@@ -41,7 +41,11 @@ class Piece:
 
 @dataclass(frozen=True, slots=True)
 class Done:
-    """The last event of every generation."""
+    """The last event of every generation.
+
+    ``cached_tokens`` is how many prompt tokens were not read again because their KV
+    was already there.
+    """
 
     reason: EngineFinish
     prompt_tokens: int
@@ -71,6 +75,7 @@ class EngineHealth:
     queue_length: int
     kv_used: int
     kv_total: int
+    prefix_reused_tokens: int = 0
 
 
 class Engine(Protocol):

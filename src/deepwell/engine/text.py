@@ -49,8 +49,9 @@ class StopMatcher:
         return "" if self.stopped else held
 
     def _first_stop(self, buffer: str) -> int | None:
-        found = [i for i in (buffer.find(s) for s in self._stops) if i >= 0]
-        return min(found) if found else None
+        """Where the stop string that completes first begins (as a stream would see it)."""
+        found = [(i + len(s), i) for s, i in ((s, buffer.find(s)) for s in self._stops) if i >= 0]
+        return min(found)[1] if found else None
 
     def _partial_suffix(self, buffer: str) -> int:
         """Length of the longest suffix of ``buffer`` that begins some stop string."""

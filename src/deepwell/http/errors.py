@@ -39,7 +39,7 @@ async def _on_validation_error(request: Request, exc: Exception) -> JSONResponse
 def validation_error(errors: Any) -> DeepwellError:
     """Bad JSON is a 400; JSON of the wrong shape is a 422 naming the field."""
     first: dict[str, Any] = next(iter(errors), {})
-    location = [str(part) for part in first.get("loc", ()) if part != "body"]
+    location = [str(part) for part in first.get("loc", ()) if not _is_tag(part)]
     if first.get("type") == "json_invalid":
         detail = first.get("ctx", {}).get("error", "invalid JSON")
         return InvalidRequest(f"Failed to parse the request body as JSON: {detail}")
@@ -50,6 +50,15 @@ def validation_error(errors: Any) -> DeepwellError:
         f"Failed to deserialize the JSON body into the target type: {where}{message}",
         param=path or None,
     )
+
+
+_TYPE_TAGS = {"body", "str", "int", "float", "bool", "none"}
+
+
+def _is_tag(part: object) -> bool:
+    """pydantic names the member of a union it tried (``str``, ``list[str]``); not a field."""
+    text = str(part)
+    return text in _TYPE_TAGS or "[" in text or text[:1].isupper()
 
 
 def _path(location: list[str]) -> str:
@@ -65,7 +74,9 @@ async def _on_http_error(request: Request, exc: Exception) -> JSONResponse:
     error.status = exc.status_code
     error.type = "invalid_request_error"
     error.code = "not_found" if exc.status_code == 404 else "invalid_request_error"
-    return render(error)
+    response = render(error)
+    response.headers.update(exc.headers or {})
+    return response
 
 
 async def _on_unexpected(request: Request, exc: Exception) -> JSONResponse:

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from deepwell.errors import InvalidRequest, ModelNotFound
 from deepwell.settings import PublicModel, Settings
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,15 +36,27 @@ class ModelRegistry:
         self._models = dict(settings.models)
         self._aliases = dict(settings.aliases)
         self._now = now
-        for alias in self._aliases.values():
+        for name, alias in settings.aliases.items():
             if alias.target not in self._models:
-                raise ValueError(f"alias target {alias.target!r} is not a configured model")
+                log.warning(
+                    "alias %s is not served: its target %s is not configured", name, alias.target
+                )
+                del self._aliases[name]
 
     def public_ids(self) -> list[str]:
         """The ids ``/models`` lists: current models, then aliases not yet retired."""
+        return [model_id for model_id, _ in self.listing()]
+
+    def listing(self) -> list[tuple[str, str]]:
+        """``(id, owned_by)`` of every listed model; an alias is owned as its target."""
         now = self._now()
-        live = [name for name, alias in self._aliases.items() if alias.retires_at > now]
-        return [*self._models, *live]
+        models = [(name, spec.owned_by) for name, spec in self._models.items()]
+        aliases = [
+            (name, self._models[alias.target].owned_by)
+            for name, alias in self._aliases.items()
+            if alias.retires_at > now
+        ]
+        return models + aliases
 
     def resolve(self, name: str) -> ResolvedModel:
         """Resolve a client's model name; unknown names and retired aliases are 400s."""

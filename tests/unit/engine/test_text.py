@@ -145,11 +145,6 @@ def test_empty_pieces() -> None:
     assert matcher.stopped is True
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="StopMatcher: a stop that completes first but starts after the start of a longer "
-    "stop containing it gives different text depending on how the text was split into pieces",
-)
 @pytest.mark.parametrize(
     ("text", "stops"),
     [

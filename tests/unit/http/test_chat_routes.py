@@ -293,11 +293,6 @@ async def test_json_that_is_not_an_object_is_a_422(client: httpx.AsyncClient) ->
     assert error["message"].startswith("Failed to deserialize the JSON body into the target type")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="validation errors on union-typed fields leak pydantic's union member tag into "
-    "`param` and the message (`stop.str`, `messages[0].content.str`)",
-)
 @pytest.mark.parametrize(
     ("fields", "param"),
     [
@@ -388,7 +383,6 @@ async def test_other_methods_are_a_405_in_the_envelope(
     assert error["type"] == "invalid_request_error"
 
 
-@pytest.mark.xfail(strict=True, reason="the error envelope handler drops the Allow header of a 405")
 async def test_405_names_the_allowed_methods(client: httpx.AsyncClient) -> None:
     response = await client.get("/chat/completions")
     assert response.status_code == 405

@@ -48,7 +48,6 @@ async def test_models_need_a_key(anonymous: httpx.AsyncClient, prefix: str) -> N
     )
 
 
-@pytest.mark.xfail(strict=True, reason="/models ignores a model's configured `owned_by`")
 async def test_models_report_configured_owner(clean_env: None, tmp_path: Path) -> None:
     prices = Prices(cache_hit_input=Decimal(0), cache_miss_input=Decimal(0), output=Decimal(0))
     settings = Settings(

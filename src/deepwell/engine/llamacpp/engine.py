@@ -45,6 +45,7 @@ class LlamaCppEngine:
             prompt=request.prompt,
             max_tokens=request.max_tokens,
             sampling=request.sampling,
+            namespace=request.namespace,
             emit=_poster(asyncio.get_running_loop(), outputs),
         )
         self._scheduler.submit(seq)
@@ -57,14 +58,14 @@ class LlamaCppEngine:
                     tail = stops.feed(utf8.flush()) + stops.flush()
                     if tail:
                         yield Piece(tail)
-                    yield Done(out.reason, len(request.prompt), generated)
+                    yield Done(out.reason, len(request.prompt), generated, seq.reused)
                     return
                 generated += 1
                 text = stops.feed(utf8.feed(self._model.piece(out.id)))
                 if text:
                     yield Piece(text)
                 if stops.stopped:
-                    yield Done("stop", len(request.prompt), generated)
+                    yield Done("stop", len(request.prompt), generated, seq.reused)
                     return
         finally:
             # Whether it ended, stopped on a stop string or was abandoned by its
@@ -72,14 +73,15 @@ class LlamaCppEngine:
             self._scheduler.cancel(seq)
 
     async def health(self) -> EngineHealth:
-        busy, waiting, kv_used = self._scheduler.snapshot()
+        now = self._scheduler.snapshot()
         return EngineHealth(
             state="failed" if self._scheduler.failed else "ready",
-            sequences_busy=busy,
+            sequences_busy=now.busy,
             sequences_total=self._n_seq,
-            queue_length=waiting,
-            kv_used=kv_used,
+            queue_length=now.waiting,
+            kv_used=now.kv_used,
             kv_total=self._scheduler.n_ctx,
+            prefix_reused_tokens=now.reused_tokens,
         )
 
     async def close(self) -> None:

@@ -5,10 +5,17 @@ bounded chunk of prompt tokens of the sequences still reading their prompt, deco
 once, and samples every sequence whose logits it produced. All llama.cpp calls on the
 context happen on this thread; other threads talk to it only through ``submit`` and
 ``cancel``, and hear back through each sequence's ``emit`` callback.
+
+KV cells live in *slots*, one per llama.cpp sequence id. A slot keeps its tokens' KV
+after its request ends, so a later request of the same namespace whose prompt starts
+with those tokens reuses them (the prefix is shared with ``llama_memory_seq_cp`` when it
+sits in another slot) instead of reading them again. Idle slots give their cells back,
+least recently used first, when a new request needs room.
 """
 
 from __future__ import annotations
 
+import itertools
 import logging
 import os
 import queue
@@ -44,15 +51,31 @@ Output = Token | End
 
 
 @dataclass(slots=True, eq=False)
+class Slot:
+    """A llama.cpp sequence id and the tokens whose KV it holds, from position 0."""
+
+    seq_id: int
+    tokens: list[int] = field(default_factory=list)
+    namespace: str = ""
+    busy: bool = False
+    last_used: int = 0
+
+
+@dataclass(slots=True, eq=False)
 class Sequence:
-    """One generation, owned by the scheduler thread once submitted."""
+    """One generation, owned by the scheduler thread once submitted.
+
+    ``reused`` is how many prompt tokens were found in the KV cache instead of being
+    read again; it is set before the first token is emitted.
+    """
 
     prompt: tuple[int, ...]
     max_tokens: int
     sampling: Sampling
     emit: Callable[[Output], None]
-    seq_id: int = -1
-    n_past: int = 0
+    namespace: str = ""
+    slot: Slot | None = None
+    reused: int = 0
     generated: int = 0
     next_token: int = -1
     batch_index: int = -1
@@ -60,8 +83,20 @@ class Sequence:
     chain: Any = field(default=None, repr=False)
 
     @property
+    def n_past(self) -> int:
+        return len(self.slot.tokens) if self.slot else 0
+
+    @property
     def prefilling(self) -> bool:
         return self.n_past < len(self.prompt)
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    busy: int
+    waiting: int
+    kv_used: int
+    reused_tokens: int
 
 
 Command = tuple[Literal["submit", "cancel"], Sequence] | tuple[Literal["stop"], None]
@@ -81,8 +116,10 @@ class Scheduler:
         self._commands: queue.SimpleQueue[Command] = queue.SimpleQueue()
         self._waiting: deque[Sequence] = deque()
         self._running: list[Sequence] = []
-        self._free_ids = list(range(settings.n_seq_max - 1, -1, -1))
+        self._slots = [Slot(i) for i in range(settings.n_seq_max)]
+        self._clock = itertools.count(1)
         self._thread = threading.Thread(target=self._run, name="deepwell-engine", daemon=True)
+        self.reused_tokens = 0
         self.failed = False
 
     # -- other threads ---------------------------------------------------------------
@@ -103,10 +140,14 @@ class Scheduler:
             self._thread.join()
         self._free()
 
-    def snapshot(self) -> tuple[int, int, int]:
-        """(busy sequences, waiting requests, KV cells in use); approximate, lock-free."""
-        running = list(self._running)
-        return len(running), len(self._waiting), sum(s.n_past for s in running)
+    def snapshot(self) -> Snapshot:
+        """Approximate figures, read without locking."""
+        return Snapshot(
+            busy=sum(slot.busy for slot in self._slots),
+            waiting=len(self._waiting),
+            kv_used=self._cells_in_use(),
+            reused_tokens=self.reused_tokens,
+        )
 
     # -- the scheduler thread --------------------------------------------------------
 
@@ -149,12 +190,88 @@ class Scheduler:
         elif seq in self._waiting:
             self._waiting.remove(seq)
 
+    # -- admission and prefix reuse --------------------------------------------------
+
     def _admit(self) -> None:
-        while self._waiting and self._free_ids:
-            seq = self._waiting.popleft()
-            seq.seq_id = self._free_ids.pop()
-            seq.chain = build_chain(seq.sampling)
-            self._running.append(seq)
+        """Start waiting requests in order while a slot and KV room are free."""
+        while self._waiting:
+            seq = self._waiting[0]
+            source, common = self._longest_prefix(seq)
+            target = self._target_slot(source, common)
+            if target is None:
+                return
+            needed = len(seq.prompt) - common + 1
+            if not self._make_room(needed, keep=(source, target)) and self._running:
+                return
+            self._waiting.popleft()
+            self._attach(seq, target, source, common)
+
+    def _longest_prefix(self, seq: Sequence) -> tuple[Slot | None, int]:
+        """The slot of the same namespace sharing the longest prompt prefix, and its length.
+
+        At least one prompt token is always left to read, so the step that reads it
+        produces the logits of the first new token.
+        """
+        best: Slot | None = None
+        best_len = 0
+        limit = len(seq.prompt) - 1
+        for slot in self._slots:
+            if slot.namespace != seq.namespace or not slot.tokens:
+                continue
+            n = _common_prefix(slot.tokens, seq.prompt, limit)
+            if n > best_len or (n == best_len and best is not None and best.busy and not slot.busy):
+                best, best_len = slot, n
+        return best, best_len
+
+    def _target_slot(self, source: Slot | None, common: int) -> Slot | None:
+        """An idle slot for the request: the source itself when idle, else an empty one,
+        else the least recently used idle one."""
+        if source is not None and not source.busy and common > 0:
+            return source
+        idle = [s for s in self._slots if not s.busy and s is not source]
+        if not idle:
+            return None
+        return min(idle, key=lambda s: (bool(s.tokens), s.last_used))
+
+    def _make_room(self, needed: int, *, keep: tuple[Slot | None, Slot]) -> bool:
+        """Evict idle slots, least recently used first, until ``needed`` cells are free."""
+        idle = sorted(
+            (s for s in self._slots if not s.busy and s.tokens and s not in keep),
+            key=lambda s: s.last_used,
+        )
+        while self._cells_in_use() + needed > self.n_ctx:
+            if not idle:
+                return False
+            self._clear(idle.pop(0))
+        return True
+
+    def _attach(self, seq: Sequence, target: Slot, source: Slot | None, common: int) -> None:
+        if source is target:
+            llama_cpp.llama_memory_seq_rm(self._memory, target.seq_id, common, -1)
+            del target.tokens[common:]
+        else:
+            self._clear(target)
+            if source is not None and common > 0:
+                llama_cpp.llama_memory_seq_cp(self._memory, source.seq_id, target.seq_id, 0, common)
+                target.tokens = source.tokens[:common]
+        target.namespace = seq.namespace
+        target.busy = True
+        target.last_used = next(self._clock)
+        seq.slot = target
+        seq.reused = common
+        seq.chain = build_chain(seq.sampling)
+        self.reused_tokens += common
+        self._running.append(seq)
+
+    def _clear(self, slot: Slot) -> None:
+        llama_cpp.llama_memory_seq_rm(self._memory, slot.seq_id, -1, -1)
+        slot.tokens = []
+
+    def _cells_in_use(self) -> int:
+        """KV cells held by all slots (shared prefixes counted once per slot: an overestimate)."""
+        return sum(len(slot.tokens) for slot in self._slots)
+
+    # -- one step --------------------------------------------------------------------
 
     def _step(self) -> None:
         members = self._fill_batch()
@@ -163,7 +280,11 @@ class Scheduler:
             self._on_decode_failure(status, members)
             return
         for seq in members:
-            seq.n_past += seq.in_batch
+            assert seq.slot is not None
+            if seq.prefilling:
+                seq.slot.tokens.extend(seq.prompt[seq.n_past : seq.n_past + seq.in_batch])
+            else:
+                seq.slot.tokens.append(seq.next_token)
         for seq in members:
             if seq.batch_index >= 0:
                 self._sample(seq)
@@ -173,7 +294,7 @@ class Scheduler:
         members: list[Sequence] = []
         decoding = [s for s in self._running if not s.prefilling]
         for seq in decoding:
-            self._put(n, seq.next_token, seq.n_past, seq.seq_id, logits=True)
+            self._put(n, seq.next_token, seq.n_past, seq, logits=True)
             seq.batch_index, seq.in_batch = n, 1
             members.append(seq)
             n += 1
@@ -183,11 +304,12 @@ class Scheduler:
         for seq in self._running:
             if budget <= 0 or not seq.prefilling:
                 continue
-            take = min(budget, len(seq.prompt) - seq.n_past)
-            completes = seq.n_past + take == len(seq.prompt)
+            start = seq.n_past
+            take = min(budget, len(seq.prompt) - start)
+            completes = start + take == len(seq.prompt)
             for i in range(take):
-                pos = seq.n_past + i
-                self._put(n, seq.prompt[pos], pos, seq.seq_id, logits=completes and i == take - 1)
+                last = completes and i == take - 1
+                self._put(n, seq.prompt[start + i], start + i, seq, logits=last)
                 n += 1
             seq.batch_index = n - 1 if completes else -1
             seq.in_batch = take
@@ -196,12 +318,13 @@ class Scheduler:
         self._batch.n_tokens = n
         return members
 
-    def _put(self, i: int, token: int, pos: int, seq_id: int, *, logits: bool) -> None:
+    def _put(self, i: int, token: int, pos: int, seq: Sequence, *, logits: bool) -> None:
+        assert seq.slot is not None
         batch = self._batch
         batch.token[i] = token
         batch.pos[i] = pos
         batch.n_seq_id[i] = 1
-        batch.seq_id[i][0] = seq_id
+        batch.seq_id[i][0] = seq.slot.seq_id
         batch.logits[i] = 1 if logits else 0
 
     def _sample(self, seq: Sequence) -> None:
@@ -217,30 +340,44 @@ class Scheduler:
             seq.next_token = token
 
     def _on_decode_failure(self, status: int, members: list[Sequence]) -> None:
-        """No room in the KV cache (status 1): end one sequence so the others go on."""
+        """No room in the KV cache (status 1): free an idle slot, or end one sequence."""
         if status != 1:
             raise RuntimeError(f"llama_decode failed with status {status}")
+        idle = [s for s in self._slots if not s.busy and s.tokens]
+        if idle:
+            self._clear(min(idle, key=lambda s: s.last_used))
+            return
         prefilling = [s for s in members if s.prefilling]
         victim = prefilling[-1] if prefilling else max(members, key=lambda s: s.n_past)
-        log.warning("KV cache full: ending sequence %d", victim.seq_id)
+        log.warning("KV cache full: ending one of %d sequences", len(self._running))
         self._finish(victim, "insufficient_system_resource")
 
     def _finish(self, seq: Sequence, reason: EngineFinish) -> None:
-        seq.emit(End(reason))
         self._release(seq)
+        seq.emit(End(reason))
 
     def _release(self, seq: Sequence) -> None:
-        llama_cpp.llama_memory_seq_rm(self._memory, seq.seq_id, -1, -1)
+        """End a running sequence; its slot keeps the KV for later reuse."""
+        assert seq.slot is not None
         free_chain(seq.chain)
         seq.chain = None
+        seq.slot.busy = False
+        seq.slot.last_used = next(self._clock)
         self._running.remove(seq)
-        self._free_ids.append(seq.seq_id)
 
     def _free(self) -> None:
         if self._ctx is not None:
             llama_cpp.llama_batch_free(self._batch)
             llama_cpp.llama_free(self._ctx)
             self._ctx = None
+
+
+def _common_prefix(a: list[int], b: tuple[int, ...], limit: int) -> int:
+    n = min(len(a), len(b), limit)
+    for i in range(n):
+        if a[i] != b[i]:
+            return i
+    return n
 
 
 def _new_context(model: LlamaModel, settings: EngineSettings) -> Any:

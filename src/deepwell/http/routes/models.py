@@ -18,7 +18,7 @@ async def list_models(request: Request, caller: AuthenticatedCaller) -> dict[str
     return {
         "object": "list",
         "data": [
-            {"id": model_id, "object": "model", "owned_by": "deepseek"}
-            for model_id in registry.public_ids()
+            {"id": model_id, "object": "model", "owned_by": owner}
+            for model_id, owner in registry.listing()
         ],
     }
