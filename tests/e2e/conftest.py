@@ -18,7 +18,7 @@ import pytest
 
 STARTUP_TIMEOUT_S = 180
 # A small context keeps the oversize-prompt test cheap; everything else fits easily.
-TEST_CONTEXT = 4096
+TEST_CONTEXT = 8192
 
 
 @dataclass(frozen=True)
@@ -33,10 +33,23 @@ class Server:
             api_key=self.key, base_url=self.base_url + path, max_retries=0, **kwargs
         )
 
-    def health(self) -> dict[str, object]:
+    def async_client(self) -> openai.AsyncOpenAI:
+        return openai.AsyncOpenAI(api_key=self.key, base_url=self.base_url, max_retries=0)
+
+    def engine_health(self) -> dict[str, int]:
+        """The health figures of the (only) engine."""
         response = httpx.get(f"{self.base_url}/health", timeout=5)
-        body: dict[str, object] = response.json()
-        return body
+        engines = response.json()["engines"]
+        assert len(engines) == 1
+        figures: dict[str, int] = next(iter(engines.values()))
+        return figures
+
+    def busy_after_settling(self, timeout: float = 10) -> int:
+        """Busy sequences, once they reach zero or ``timeout`` passes."""
+        deadline = time.monotonic() + timeout
+        while (busy := self.engine_health()["sequences_busy"]) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        return busy
 
 
 def _free_port() -> int:
@@ -71,7 +84,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
         **os.environ,
         "DEEPWELL_DATA_DIR": str(data_dir),
         "DEEPWELL_ENGINE__N_CTX": str(TEST_CONTEXT),
-        "DEEPWELL_ENGINE__N_SEQ_MAX": "4",
+        "DEEPWELL_ENGINE__N_SEQ_MAX": "8",
     }
     port = _free_port()
     log = data_dir / "serve.log"

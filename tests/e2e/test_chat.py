@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import time
 import uuid
 
 import httpx
@@ -198,16 +197,7 @@ def test_disconnect_mid_stream_frees_the_sequence(server: Server) -> None:
         received = [next(lines) for _ in range(6)]
     assert any(line.startswith("data: ") for line in received)
 
-    deadline = time.monotonic() + 10
-    while _busy(server) and time.monotonic() < deadline:
-        time.sleep(0.1)
-    assert _busy(server) == 0
+    assert server.busy_after_settling() == 0
 
     after = server.client().chat.completions.create(model=MODEL, messages=HELLO, max_tokens=3)
     assert after.choices[0].message.content
-
-
-def _busy(server: Server) -> int:
-    engines = server.health()["engines"]
-    assert isinstance(engines, dict)
-    return sum(engine["sequences_busy"] for engine in engines.values())
