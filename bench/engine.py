@@ -60,22 +60,14 @@ class Level:
 
 
 def run_level(endpoint: Endpoint, concurrency: int, rounds: int, max_tokens: int) -> Level:
-    def worker(index: int) -> list[Result]:
+    def request(index: int) -> Result:
+        # A connection per request: llama-server drops idle keep-alive connections.
+        prompt = PROMPTS[index % len(PROMPTS)]
         with httpx.Client(timeout=600) as client:
-            return [
-                stream_chat(
-                    client,
-                    endpoint,
-                    [
-                        {
-                            "role": "user",
-                            "content": PROMPTS[(index + r * concurrency) % len(PROMPTS)],
-                        }
-                    ],
-                    max_tokens,
-                )
-                for r in range(rounds)
-            ]
+            return stream_chat(client, endpoint, [{"role": "user", "content": prompt}], max_tokens)
+
+    def worker(index: int) -> list[Result]:
+        return [request(index + r * concurrency) for r in range(rounds)]
 
     started = time.perf_counter()
     with ThreadPoolExecutor(concurrency) as pool:
