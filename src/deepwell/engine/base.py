@@ -22,7 +22,9 @@ class EngineRequest:
 
     Generation ends at an end-of-generation token, after ``max_tokens`` tokens, or when
     the text contains one of ``stop`` (the stop string itself is not returned).
-    ``namespace`` separates cache entries of different accounts.
+    ``namespace`` separates cache entries of different accounts. ``grammar`` (GBNF,
+    root rule ``root``) constrains every sampled token. With ``logprobs`` set, each
+    token's log-probability and that many most likely alternatives come back.
     """
 
     prompt: tuple[int, ...]
@@ -30,13 +32,37 @@ class EngineRequest:
     sampling: Sampling = field(default_factory=Sampling)
     stop: tuple[str, ...] = ()
     namespace: str = ""
+    grammar: str | None = None
+    logprobs: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class TopLogprob:
+    token: str
+    logprob: float
+    bytes: tuple[int, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class TokenLogprob:
+    """A generated token, its log-probability under the model, and the likeliest tokens."""
+
+    token: str
+    logprob: float
+    bytes: tuple[int, ...]
+    top: tuple[TopLogprob, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
 class Piece:
-    """Newly generated text (possibly empty while a multi-byte character is incomplete)."""
+    """Newly generated text, and the logprobs of the tokens it came from when asked for.
+
+    The text may be empty while a multi-byte character or a possible stop string is
+    incomplete; its tokens' logprobs then come with a later piece.
+    """
 
     text: str
+    logprobs: tuple[TokenLogprob, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

@@ -7,10 +7,20 @@ import contextlib
 from collections.abc import AsyncGenerator, Callable
 from pathlib import Path
 
-from deepwell.engine.base import Done, EngineEvent, EngineHealth, EngineRequest, ModelInfo, Piece
+from deepwell.engine.base import (
+    Done,
+    EngineEvent,
+    EngineHealth,
+    EngineRequest,
+    ModelInfo,
+    Piece,
+    TokenLogprob,
+)
 from deepwell.engine.llamacpp.model import LlamaModel
+from deepwell.engine.llamacpp.sampler import GrammarError, build_chain
 from deepwell.engine.llamacpp.scheduler import End, Output, Scheduler, Sequence
 from deepwell.engine.text import StopMatcher, Utf8Stream
+from deepwell.errors import InvalidRequest
 from deepwell.settings import EngineSettings
 
 
@@ -40,30 +50,39 @@ class LlamaCppEngine:
         return self._model.tokenize(text, special=special)
 
     async def generate(self, request: EngineRequest) -> AsyncGenerator[EngineEvent, None]:
+        try:
+            chain = build_chain(request.sampling, vocab=self._model.vocab, grammar=request.grammar)
+        except GrammarError as exc:
+            raise InvalidRequest(f"Invalid grammar: {exc}") from exc
         outputs: asyncio.Queue[Output] = asyncio.Queue()
         seq = Sequence(
             prompt=request.prompt,
             max_tokens=request.max_tokens,
-            sampling=request.sampling,
-            namespace=request.namespace,
+            chain=chain,
             emit=_poster(asyncio.get_running_loop(), outputs),
+            namespace=request.namespace,
+            logprobs=request.logprobs,
         )
         self._scheduler.submit(seq)
         utf8, stops = Utf8Stream(), StopMatcher(request.stop)
         generated = 0
+        pending: list[TokenLogprob] = []
         try:
             while True:
                 out = await outputs.get()
                 if isinstance(out, End):
                     tail = stops.feed(utf8.flush()) + stops.flush()
-                    if tail:
-                        yield Piece(tail)
+                    if tail or pending:
+                        yield Piece(tail, tuple(pending))
                     yield Done(out.reason, len(request.prompt), generated, seq.reused)
                     return
                 generated += 1
+                if out.logprob is not None:
+                    pending.append(out.logprob)
                 text = stops.feed(utf8.feed(self._model.piece(out.id)))
                 if text:
-                    yield Piece(text)
+                    yield Piece(text, tuple(pending))
+                    pending.clear()
                 if stops.stopped:
                     yield Done("stop", len(request.prompt), generated, seq.reused)
                     return

@@ -99,6 +99,10 @@ class LlamaModel:
         return bool(llama_cpp.llama_vocab_is_eog(self.vocab, token))
 
     @property
+    def n_vocab(self) -> int:
+        return int(llama_cpp.llama_vocab_n_tokens(self.vocab))
+
+    @property
     def bos(self) -> int:
         return int(llama_cpp.llama_vocab_bos(self.vocab))
 

@@ -27,10 +27,10 @@ from typing import Any, Literal
 
 import llama_cpp
 
-from deepwell.core.types import Sampling
-from deepwell.engine.base import EngineFinish
+from deepwell.engine.base import EngineFinish, TokenLogprob
+from deepwell.engine.llamacpp.logprobs import token_logprob
 from deepwell.engine.llamacpp.model import LlamaModel
-from deepwell.engine.llamacpp.sampler import build_chain, free_chain
+from deepwell.engine.llamacpp.sampler import free_chain
 from deepwell.errors import ConfigurationError
 from deepwell.settings import EngineSettings
 
@@ -40,6 +40,7 @@ log = logging.getLogger(__name__)
 @dataclass(frozen=True, slots=True)
 class Token:
     id: int
+    logprob: TokenLogprob | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,22 +66,23 @@ class Slot:
 class Sequence:
     """One generation, owned by the scheduler thread once submitted.
 
+    ``chain`` is its sampler chain; the scheduler frees it when the sequence ends.
     ``reused`` is how many prompt tokens were found in the KV cache instead of being
     read again; it is set before the first token is emitted.
     """
 
     prompt: tuple[int, ...]
     max_tokens: int
-    sampling: Sampling
+    chain: Any
     emit: Callable[[Output], None]
     namespace: str = ""
+    logprobs: int | None = None
     slot: Slot | None = None
     reused: int = 0
     generated: int = 0
     next_token: int = -1
     batch_index: int = -1
     in_batch: int = 0
-    chain: Any = field(default=None, repr=False)
 
     @property
     def n_past(self) -> int:
@@ -165,7 +167,8 @@ class Scheduler:
                 seq.emit(End("insufficient_system_resource"))
             for seq in list(self._running):
                 self._release(seq)
-            self._waiting.clear()
+            while self._waiting:
+                self._drop(self._waiting[0])
 
     def _take_commands(self) -> bool:
         """Apply pending commands; wait for one when idle. False means stop."""
@@ -189,6 +192,7 @@ class Scheduler:
             self._release(seq)
         elif seq in self._waiting:
             self._waiting.remove(seq)
+            free_chain(seq.chain)
 
     # -- admission and prefix reuse --------------------------------------------------
 
@@ -259,7 +263,6 @@ class Scheduler:
         target.last_used = next(self._clock)
         seq.slot = target
         seq.reused = common
-        seq.chain = build_chain(seq.sampling)
         self.reused_tokens += common
         self._running.append(seq)
 
@@ -333,7 +336,10 @@ class Scheduler:
             self._finish(seq, "stop")
             return
         seq.generated += 1
-        seq.emit(Token(token))
+        logprob = None
+        if seq.logprobs is not None:
+            logprob = token_logprob(self._model, self._ctx, seq.batch_index, token, seq.logprobs)
+        seq.emit(Token(token, logprob))
         if seq.generated >= seq.max_tokens or seq.n_past + 1 >= self.n_ctx:
             self._finish(seq, "length")
         else:
@@ -360,7 +366,6 @@ class Scheduler:
         """End a running sequence; its slot keeps the KV for later reuse."""
         assert seq.slot is not None
         free_chain(seq.chain)
-        seq.chain = None
         seq.slot.busy = False
         seq.slot.last_used = next(self._clock)
         self._running.remove(seq)
