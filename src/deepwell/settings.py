@@ -51,11 +51,24 @@ def _default_source() -> ModelSource:
     )
 
 
+class FimTokens(BaseModel):
+    """The special tokens a model was trained with for fill-in-the-middle.
+
+    The prompt is ``prefix + text before + suffix + text after + middle``; each must
+    be one special token of the model's vocabulary, or FIM completion is off for it.
+    """
+
+    prefix: str = "<|fim_prefix|>"
+    suffix: str = "<|fim_suffix|>"
+    middle: str = "<|fim_middle|>"
+
+
 class BackingModel(BaseModel):
     """A model file the engine can load, and what it can do."""
 
     source: ModelSource = Field(default_factory=_default_source)
     context_length: int = 32_768
+    fim: FimTokens | None = Field(default_factory=FimTokens)
 
 
 class Prices(BaseModel):
