@@ -6,11 +6,10 @@ import json
 import logging
 from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from contextlib import aclosing
-from typing import Any
+from typing import Any, TypeVar
 
 from fastapi.responses import StreamingResponse
 
-from deepwell.core.events import Event
 from deepwell.errors import DeepwellError
 
 log = logging.getLogger(__name__)
@@ -22,10 +21,11 @@ def data(payload: Any) -> bytes:
     return b"data: " + json.dumps(payload, ensure_ascii=False).encode() + b"\n\n"
 
 
-def stream(
-    events: AsyncGenerator[Event, None], encode: Callable[[Event], Any]
-) -> StreamingResponse:
-    """An SSE response of ``encode(event)`` for each event.
+E = TypeVar("E")
+
+
+def stream(events: AsyncGenerator[E, None], encode: Callable[[E], Any]) -> StreamingResponse:
+    """An SSE response of ``encode(event)`` for each event (none where it is None).
 
     Once the stream has begun, an error becomes a final ``data: {"error": ...}`` line.
     Closing the response (a client disconnect) closes ``events``, which aborts the
@@ -36,7 +36,9 @@ def stream(
         async with aclosing(events) as items:
             try:
                 async for event in items:
-                    yield data(encode(event))
+                    payload = encode(event)
+                    if payload is not None:
+                        yield data(payload)
             except DeepwellError as exc:
                 yield data(exc.envelope())
             except Exception:
