@@ -142,6 +142,16 @@ class EngineSettings(BaseModel):
     prefill_chunk: int = Field(default=256, ge=16)
 
 
+class CacheSettings(BaseModel):
+    """The context cache (see docs/configuration.md)."""
+
+    enabled: bool = True
+    block_tokens: int = Field(default=64, ge=16)
+    ram_bytes: int = Field(default=1 << 30, ge=0)
+    disk_bytes: int = Field(default=8 << 30, ge=0)
+    store_interval: int = Field(default=1024, ge=64)
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="DEEPWELL_", env_nested_delimiter="__", extra="ignore"
@@ -159,6 +169,7 @@ class Settings(BaseSettings):
     models: dict[str, PublicModel] = Field(default_factory=_default_public_models)
     aliases: dict[str, LegacyAlias] = Field(default_factory=_default_aliases)
     engine: EngineSettings = Field(default_factory=EngineSettings)
+    cache: CacheSettings = Field(default_factory=CacheSettings)
 
     @classmethod
     def settings_customise_sources(

@@ -70,7 +70,7 @@ class Done:
     """The last event of every generation.
 
     ``cached_tokens`` is how many prompt tokens were not read again because their KV
-    was already there.
+    was already there (resident, or restored from a saved state), in whole cache blocks.
     """
 
     reason: EngineFinish
@@ -102,6 +102,7 @@ class EngineHealth:
     kv_used: int
     kv_total: int
     prefix_reused_tokens: int = 0
+    cache: dict[str, dict[str, int]] = field(default_factory=dict)
 
 
 class Engine(Protocol):

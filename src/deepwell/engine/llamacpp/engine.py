@@ -7,6 +7,7 @@ import contextlib
 from collections.abc import AsyncGenerator, Callable
 from pathlib import Path
 
+from deepwell.cache.store import PrefixCache, Restore
 from deepwell.engine.base import (
     Done,
     EngineEvent,
@@ -17,21 +18,30 @@ from deepwell.engine.base import (
     TokenLogprob,
 )
 from deepwell.engine.llamacpp.model import LlamaModel
-from deepwell.engine.llamacpp.sampler import GrammarError, build_chain
+from deepwell.engine.llamacpp.sampler import GrammarError, build_chain, free_chain
 from deepwell.engine.llamacpp.scheduler import End, Output, Scheduler, Sequence
 from deepwell.engine.text import StopMatcher, Utf8Stream
 from deepwell.errors import InvalidRequest
 from deepwell.settings import EngineSettings
+
+DEFAULT_BLOCK = 64
 
 
 class LlamaCppEngine:
     """An ``Engine`` over a local GGUF file."""
 
     def __init__(
-        self, name: str, path: Path, settings: EngineSettings, *, context_length: int
+        self,
+        name: str,
+        path: Path,
+        settings: EngineSettings,
+        *,
+        context_length: int,
+        cache: PrefixCache | None = None,
     ) -> None:
         self._model = LlamaModel(path)
-        self._scheduler = Scheduler(self._model, settings)
+        self._cache = cache
+        self._scheduler = Scheduler(self._model, settings, cache)
         self._n_seq = settings.n_seq_max
         self._info = ModelInfo(
             name=name,
@@ -54,6 +64,11 @@ class LlamaCppEngine:
             chain = build_chain(request.sampling, vocab=self._model.vocab, grammar=request.grammar)
         except GrammarError as exc:
             raise InvalidRequest(f"Invalid grammar: {exc}") from exc
+        try:
+            keys, restore = await self._cached_prefix(request)
+        except BaseException:
+            free_chain(chain)
+            raise
         outputs: asyncio.Queue[Output] = asyncio.Queue()
         seq = Sequence(
             prompt=request.prompt,
@@ -62,6 +77,8 @@ class LlamaCppEngine:
             emit=_poster(asyncio.get_running_loop(), outputs),
             namespace=request.namespace,
             logprobs=request.logprobs,
+            keys=keys,
+            restore=restore,
         )
         self._scheduler.submit(seq)
         utf8, stops = Utf8Stream(), StopMatcher(request.stop)
@@ -74,7 +91,7 @@ class LlamaCppEngine:
                     tail = stops.feed(utf8.flush()) + stops.flush()
                     if tail or pending:
                         yield Piece(tail, tuple(pending))
-                    yield Done(out.reason, len(request.prompt), generated, seq.reused)
+                    yield Done(out.reason, len(request.prompt), generated, self._hit(seq))
                     return
                 generated += 1
                 if out.logprob is not None:
@@ -84,12 +101,27 @@ class LlamaCppEngine:
                     yield Piece(text, tuple(pending))
                     pending.clear()
                 if stops.stopped:
-                    yield Done("stop", len(request.prompt), generated, seq.reused)
+                    yield Done("stop", len(request.prompt), generated, self._hit(seq))
                     return
         finally:
             # Whether it ended, stopped on a stop string or was abandoned by its
             # consumer, the sequence is freed; cancelling a finished one is a no-op.
             self._scheduler.cancel(seq)
+
+    def _hit(self, seq: Sequence) -> int:
+        """Reused prompt tokens, counted in whole cache blocks (as DeepSeek bills them)."""
+        block = self._cache.block_tokens if self._cache is not None else DEFAULT_BLOCK
+        return seq.reused // block * block
+
+    async def _cached_prefix(self, request: EngineRequest) -> tuple[list[bytes], Restore | None]:
+        """The prompt's block keys, and the longest saved prefix state of it, if any."""
+        if self._cache is None:
+            return [], None
+        keys = self._cache.keys(request.namespace, request.prompt)
+        usable = (len(request.prompt) - 1) // self._cache.block_tokens
+        if not any(self._cache.contains(key) for key in keys[:usable]):
+            return keys, None
+        return keys, await asyncio.to_thread(self._cache.lookup, keys, usable)
 
     async def health(self) -> EngineHealth:
         now = self._scheduler.snapshot()
@@ -101,10 +133,13 @@ class LlamaCppEngine:
             kv_used=now.kv_used,
             kv_total=self._scheduler.n_ctx,
             prefix_reused_tokens=now.reused_tokens,
+            cache=self._cache.stats() if self._cache is not None else {},
         )
 
     async def close(self) -> None:
         await asyncio.to_thread(self._scheduler.stop)
+        if self._cache is not None:
+            await asyncio.to_thread(self._cache.close)
         self._model.close()
 
 

@@ -15,6 +15,7 @@ least recently used first, when a new request needs room.
 
 from __future__ import annotations
 
+import ctypes
 import itertools
 import logging
 import os
@@ -27,6 +28,8 @@ from typing import Any, Literal
 
 import llama_cpp
 
+from deepwell.cache.store import PrefixCache, Restore
+from deepwell.cache.tiers import Entry
 from deepwell.engine.base import EngineFinish, TokenLogprob
 from deepwell.engine.llamacpp.logprobs import token_logprob
 from deepwell.engine.llamacpp.model import LlamaModel
@@ -77,6 +80,8 @@ class Sequence:
     emit: Callable[[Output], None]
     namespace: str = ""
     logprobs: int | None = None
+    keys: list[bytes] = field(default_factory=list, repr=False)
+    restore: Restore | None = field(default=None, repr=False)
     slot: Slot | None = None
     reused: int = 0
     generated: int = 0
@@ -107,9 +112,15 @@ Command = tuple[Literal["submit", "cancel"], Sequence] | tuple[Literal["stop"], 
 class Scheduler:
     """Runs sequences on one context. ``start`` once, ``stop`` once."""
 
-    def __init__(self, model: LlamaModel, settings: EngineSettings) -> None:
+    def __init__(
+        self, model: LlamaModel, settings: EngineSettings, cache: PrefixCache | None = None
+    ) -> None:
         self._model = model
         self._settings = settings
+        self._cache = cache
+        # One llama.cpp sequence more than the slots: scratch space for saving prefixes.
+        self._scratch = settings.n_seq_max
+        self._block = cache.block_tokens if cache is not None else 0
         self._ctx = _new_context(model, settings)
         self._memory = llama_cpp.llama_get_memory(self._ctx)
         self.n_ctx = int(llama_cpp.llama_n_ctx(self._ctx))
@@ -201,6 +212,11 @@ class Scheduler:
         while self._waiting:
             seq = self._waiting[0]
             source, common = self._longest_prefix(seq)
+            restore = seq.restore
+            if restore is not None and restore.blocks * self._block <= common:
+                restore = None
+            if restore is not None:
+                source, common = None, 0
             target = self._target_slot(source, common)
             if target is None:
                 return
@@ -208,7 +224,11 @@ class Scheduler:
             if not self._make_room(needed, keep=(source, target)) and self._running:
                 return
             self._waiting.popleft()
-            self._attach(seq, target, source, common)
+            if restore is not None and self._restore(target, seq, restore):
+                self._start(seq, target, restore.blocks * self._block)
+            else:
+                self._share(target, source, common)
+                self._start(seq, target, common)
 
     def _longest_prefix(self, seq: Sequence) -> tuple[Slot | None, int]:
         """The slot of the same namespace sharing the longest prompt prefix, and its length.
@@ -249,21 +269,38 @@ class Scheduler:
             self._clear(idle.pop(0))
         return True
 
-    def _attach(self, seq: Sequence, target: Slot, source: Slot | None, common: int) -> None:
+    def _restore(self, target: Slot, seq: Sequence, restore: Restore) -> bool:
+        """Load a saved prefix state into ``target``; False (and a clean slot) if it fails."""
+        self._clear(target)
+        size = len(restore.state)
+        buffer = (ctypes.c_uint8 * size).from_buffer_copy(restore.state)
+        read = llama_cpp.llama_state_seq_set_data(self._ctx, buffer, size, target.seq_id)
+        if read != size:
+            log.warning("prefix cache: a saved state did not load; reading the prompt instead")
+            self._clear(target)
+            return False
+        target.tokens = list(seq.prompt[: restore.blocks * self._block])
+        return True
+
+    def _share(self, target: Slot, source: Slot | None, common: int) -> None:
+        """Make ``target`` hold the first ``common`` tokens of ``source``, and nothing else."""
         if source is target:
             llama_cpp.llama_memory_seq_rm(self._memory, target.seq_id, common, -1)
             del target.tokens[common:]
-        else:
-            self._clear(target)
-            if source is not None and common > 0:
-                llama_cpp.llama_memory_seq_cp(self._memory, source.seq_id, target.seq_id, 0, common)
-                target.tokens = source.tokens[:common]
-        target.namespace = seq.namespace
-        target.busy = True
-        target.last_used = next(self._clock)
-        seq.slot = target
-        seq.reused = common
-        self.reused_tokens += common
+            return
+        self._clear(target)
+        if source is not None and common > 0:
+            llama_cpp.llama_memory_seq_cp(self._memory, source.seq_id, target.seq_id, 0, common)
+            target.tokens = source.tokens[:common]
+
+    def _start(self, seq: Sequence, slot: Slot, reused: int) -> None:
+        slot.namespace = seq.namespace
+        slot.busy = True
+        slot.last_used = next(self._clock)
+        seq.slot = slot
+        seq.reused = reused
+        seq.restore = None
+        self.reused_tokens += reused
         self._running.append(seq)
 
     def _clear(self, slot: Slot) -> None:
@@ -285,7 +322,9 @@ class Scheduler:
         for seq in members:
             assert seq.slot is not None
             if seq.prefilling:
-                seq.slot.tokens.extend(seq.prompt[seq.n_past : seq.n_past + seq.in_batch])
+                before = seq.n_past
+                seq.slot.tokens.extend(seq.prompt[before : before + seq.in_batch])
+                self._save_prompt_progress(seq, before)
             else:
                 seq.slot.tokens.append(seq.next_token)
         for seq in members:
@@ -361,6 +400,44 @@ class Scheduler:
     def _finish(self, seq: Sequence, reason: EngineFinish) -> None:
         self._release(seq)
         seq.emit(End(reason))
+        if self._cache is not None and seq.slot is not None:
+            tokens = seq.slot.tokens
+            self._save(seq.slot, self._cache.keys(seq.namespace, tokens), len(tokens))
+
+    # -- saving prefixes to the cache ------------------------------------------------
+
+    def _save_prompt_progress(self, seq: Sequence, before: int) -> None:
+        """Save the prompt's prefix at the end of the prompt and every ``store_interval``."""
+        if self._cache is None or seq.slot is None:
+            return
+        after = seq.n_past
+        interval = self._cache.store_interval
+        if after == len(seq.prompt):
+            self._save(seq.slot, seq.keys, after)
+        elif after // interval > before // interval:
+            self._save(seq.slot, seq.keys, after // interval * interval)
+
+    def _save(self, slot: Slot, keys: list[bytes], n_tokens: int) -> None:
+        """Save the state of ``slot``'s first whole blocks up to ``n_tokens`` (if new).
+
+        The prefix is shared into the scratch sequence so that exactly those tokens are
+        saved; a failure costs only the entry.
+        """
+        assert self._cache is not None
+        blocks = min(n_tokens // self._block, len(keys))
+        if blocks == 0 or self._cache.contains(keys[blocks - 1]):
+            return
+        try:
+            memory, scratch = self._memory, self._scratch
+            llama_cpp.llama_memory_seq_cp(memory, slot.seq_id, scratch, 0, blocks * self._block)
+            size = llama_cpp.llama_state_seq_get_size(self._ctx, scratch)
+            buffer = (ctypes.c_uint8 * size)()
+            written = llama_cpp.llama_state_seq_get_data(self._ctx, buffer, size, scratch)
+            self._cache.store(Entry(keys[blocks - 1], blocks, ctypes.string_at(buffer, written)))
+        except Exception:
+            log.exception("prefix cache: saving a prefix failed")
+        finally:
+            llama_cpp.llama_memory_seq_rm(self._memory, self._scratch, -1, -1)
 
     def _release(self, seq: Sequence) -> None:
         """End a running sequence; its slot keeps the KV for later reuse."""
@@ -390,7 +467,7 @@ def _new_context(model: LlamaModel, settings: EngineSettings) -> Any:
     params.n_ctx = settings.n_ctx
     params.n_batch = settings.n_batch
     params.n_ubatch = min(settings.n_ubatch, settings.n_batch)
-    params.n_seq_max = settings.n_seq_max
+    params.n_seq_max = settings.n_seq_max + 1
     params.kv_unified = True
     params.no_perf = True
     cores = os.cpu_count() or 1

@@ -1,0 +1,1 @@
+"""The context cache: prompt prefixes indexed in blocks, kept in RAM and on disk."""
