@@ -10,12 +10,14 @@ from fastapi import FastAPI
 
 from deepwell import __version__
 from deepwell.accounts.keys import KeyStore
+from deepwell.chat.fim import FimFormat, fim_format
 from deepwell.chat.template import ChatTemplate
+from deepwell.core.completion import CompletionService
 from deepwell.core.service import GenerationService
 from deepwell.engine.base import Engine
 from deepwell.engine.loader import load_engine
 from deepwell.http import errors
-from deepwell.http.routes import chat, health, models
+from deepwell.http.routes import chat, completions, health, models
 from deepwell.http.state import KeyLookup, Services
 from deepwell.models.registry import ModelRegistry
 from deepwell.settings import Settings
@@ -42,7 +44,8 @@ def create_app(
                 engines if engines is not None else await _load_engines(settings, registry, stack)
             )
             generation = GenerationService(registry, live, _templates(live))
-            app.state.services = Services(registry, generation, live, key_lookup)
+            completion = CompletionService(registry, live, _fim_formats(settings, live))
+            app.state.services = Services(registry, generation, live, key_lookup, completion)
             yield
 
     app = FastAPI(title="deepwell", version=__version__, lifespan=lifespan)
@@ -51,6 +54,9 @@ def create_app(
         app.include_router(chat.router, prefix=prefix)
     for prefix in OPENAI_PREFIXES:
         app.include_router(models.router, prefix=prefix)
+        app.include_router(completions.base_router, prefix=prefix)
+    for prefix in BETA_PREFIXES:
+        app.include_router(completions.router, prefix=prefix)
     app.include_router(health.router)
     return app
 
@@ -70,6 +76,17 @@ async def _load_engines(
         stack.push_async_callback(engine.close)
         loaded[name] = engine
     return loaded
+
+
+def _fim_formats(settings: Settings, engines: dict[str, Engine]) -> dict[str, FimFormat]:
+    """The FIM tokens of every backing model that has them, as its engine's ids."""
+    formats: dict[str, FimFormat] = {}
+    for name, engine in engines.items():
+        backing = settings.backing_models.get(name)
+        found = fim_format(name, backing.fim if backing else None, engine)
+        if found is not None:
+            formats[name] = found
+    return formats
 
 
 def _templates(engines: dict[str, Engine]) -> dict[str, ChatTemplate]:

@@ -8,6 +8,7 @@ from typing import Protocol
 from fastapi import Request
 
 from deepwell.core.auth import Caller
+from deepwell.core.completion import CompletionService
 from deepwell.core.service import GenerationService
 from deepwell.engine.base import Engine
 from deepwell.models.registry import ModelRegistry
@@ -23,6 +24,7 @@ class Services:
     generation: GenerationService
     engines: dict[str, Engine]
     keys: KeyLookup
+    completion: CompletionService
 
 
 def services(request: Request) -> Services:

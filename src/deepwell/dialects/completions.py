@@ -1,0 +1,153 @@
+"""The legacy completions wire format of DeepSeek's FIM endpoint (``/beta/completions``).
+
+Requests become ``core.completion.CompletionRequest``; completion events become one
+``text_completion`` object or one ``text_completion`` chunk dict per piece of text.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Sequence
+from typing import Annotated
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from deepwell.core.completion import CompletionEvent, CompletionLogprob, CompletionText
+from deepwell.core.completion import CompletionRequest as CoreRequest
+from deepwell.core.events import Finished, Started, Usage
+from deepwell.core.types import Sampling
+from deepwell.dialects.openai import Json, StreamOptions, Thinking, usage
+from deepwell.errors import EngineFailure
+
+OBJECT = "text_completion"
+
+
+class _Wire(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+
+class CompletionRequest(_Wire):
+    """``POST /beta/completions``. Unknown fields are ignored, as DeepSeek does."""
+
+    model: str
+    prompt: str
+    suffix: str | None = None
+    max_tokens: int | None = None
+    echo: bool | None = False
+    logprobs: Annotated[int, Field(ge=0, le=20)] | None = None
+    stop: str | list[str] | None = None
+    stream: bool | None = False
+    stream_options: StreamOptions | None = None
+    temperature: Annotated[float, Field(ge=0, le=2)] | None = None
+    top_p: Annotated[float, Field(ge=0, le=1)] | None = None
+    # Deprecated by DeepSeek: accepted, and without effect.
+    frequency_penalty: Annotated[float, Field(ge=-2, le=2)] | None = None
+    presence_penalty: Annotated[float, Field(ge=-2, le=2)] | None = None
+    seed: int | None = None
+    thinking: Thinking | None = None
+
+    @property
+    def include_usage(self) -> bool:
+        return self.stream_options is not None and self.stream_options.include_usage
+
+
+def to_request(body: CompletionRequest) -> CoreRequest:
+    return CoreRequest(
+        model=body.model,
+        prompt=body.prompt,
+        suffix=body.suffix or "",
+        max_tokens=body.max_tokens,
+        sampling=Sampling(
+            temperature=1.0 if body.temperature is None else body.temperature,
+            top_p=1.0 if body.top_p is None else body.top_p,
+            seed=body.seed,
+        ),
+        stop=(body.stop,) if isinstance(body.stop, str) else tuple(body.stop or ()),
+        echo=bool(body.echo),
+        logprobs=body.logprobs,
+        thinking=None if body.thinking is None else body.thinking.type == "enabled",
+    )
+
+
+# -- core → wire ---------------------------------------------------------------------
+
+
+def logprobs(placed: Sequence[CompletionLogprob]) -> Json:
+    """The legacy shape: parallel lists, each rival set including the chosen token."""
+    return {
+        "tokens": [p.token for p in placed],
+        "token_logprobs": [p.logprob for p in placed],
+        "top_logprobs": [{**dict(p.top), p.token: p.logprob} for p in placed],
+        "text_offset": [p.offset for p in placed],
+    }
+
+
+async def collect(events: AsyncIterator[CompletionEvent], *, with_logprobs: bool) -> Json:
+    """Fold a whole completion into one ``text_completion`` object."""
+    started: Started | None = None
+    text: list[str] = []
+    placed: list[CompletionLogprob] = []
+    async for event in events:
+        match event:
+            case Started():
+                started = event
+            case CompletionText(piece, tokens):
+                text.append(piece)
+                placed.extend(tokens)
+            case Finished(reason, used) if started is not None:
+                choice = _choice("".join(text), placed if with_logprobs else None, reason)
+                return {**_envelope(started), "choices": [choice], "usage": usage(used)}
+    raise EngineFailure("the generation ended without a result")
+
+
+class ChunkEncoder:
+    """Turns completion events into ``text_completion`` chunks; ``Started`` sends none.
+
+    Usage rides on the chunk that carries ``finish_reason``; with
+    ``stream_options.include_usage`` every other chunk has ``"usage": null``.
+    """
+
+    def __init__(self, *, include_usage: bool, with_logprobs: bool) -> None:
+        self._include_usage = include_usage
+        self._with_logprobs = with_logprobs
+        self._started: Started | None = None
+
+    def encode(self, event: CompletionEvent) -> Json | None:
+        match event:
+            case Started():
+                self._started = event
+                return None
+            case CompletionText(piece, tokens):
+                return self._chunk(_choice(piece, tokens if self._with_logprobs else None, None))
+            case Finished(reason, used):
+                empty = () if self._with_logprobs else None
+                return self._chunk(_choice("", empty, reason), used=used)
+
+    def _chunk(self, choice: Json, *, used: Usage | None = None) -> Json:
+        assert self._started is not None, "the first event of a generation is Started"
+        chunk: Json = {**_envelope(self._started), "choices": [choice]}
+        if used is not None:
+            chunk["usage"] = usage(used)
+        elif self._include_usage:
+            chunk["usage"] = None
+        return chunk
+
+
+def _choice(
+    text: str, placed: Sequence[CompletionLogprob] | None, finish_reason: str | None
+) -> Json:
+    return {
+        "index": 0,
+        "text": text,
+        "logprobs": None if placed is None else logprobs(placed),
+        "finish_reason": finish_reason,
+    }
+
+
+def _envelope(started: Started) -> Json:
+    return {
+        "id": started.id,
+        "object": OBJECT,
+        "created": started.created,
+        "model": started.model,
+        "system_fingerprint": started.fingerprint,
+    }
