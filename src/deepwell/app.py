@@ -50,12 +50,12 @@ def create_app(
 
     app = FastAPI(title="deepwell", version=__version__, lifespan=lifespan)
     errors.install(app)
-    for prefix in (*OPENAI_PREFIXES, *BETA_PREFIXES):
-        app.include_router(chat.router, prefix=prefix)
     for prefix in OPENAI_PREFIXES:
+        app.include_router(chat.router, prefix=prefix)
         app.include_router(models.router, prefix=prefix)
         app.include_router(completions.base_router, prefix=prefix)
     for prefix in BETA_PREFIXES:
+        app.include_router(chat.beta_router, prefix=prefix)
         app.include_router(completions.router, prefix=prefix)
     app.include_router(health.router)
     return app

@@ -54,9 +54,16 @@ class ChatTemplate:
         tools: list[dict[str, Any]] | None = None,
         add_generation_prompt: bool = True,
     ) -> str:
-        """The prompt text for ``messages``; a template's own objection is a 400."""
+        """The prompt text for ``messages``; a template's own objection is a 400.
+
+        A last assistant message with ``prefix`` is the start of the reply: the prompt
+        ends inside that turn (after the generation prompt), with its content.
+        """
+        prefix = messages[-1] if messages and messages[-1].prefix else None
+        if prefix is not None:
+            messages, add_generation_prompt = messages[:-1], True
         try:
-            return self._template.render(
+            text = self._template.render(
                 messages=[_to_template(m) for m in messages],
                 tools=tools or None,
                 add_generation_prompt=add_generation_prompt,
@@ -67,6 +74,7 @@ class ChatTemplate:
             raise InvalidRequest(str(exc), param="messages") from exc
         except TemplateError as exc:
             raise InvalidRequest(f"The messages could not be rendered: {exc}") from exc
+        return text if prefix is None else text + (prefix.content or "")
 
 
 def _to_template(message: Message) -> dict[str, Any]:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import time
 import uuid
-from collections.abc import AsyncGenerator, Mapping
+from collections.abc import AsyncGenerator, Mapping, Sequence
 from contextlib import aclosing
 from dataclasses import dataclass
 
@@ -18,7 +18,7 @@ from deepwell import __version__
 from deepwell.chat.template import ChatTemplate
 from deepwell.core.auth import Caller
 from deepwell.core.events import Event, Finished, Started, TextDelta, Usage
-from deepwell.core.types import GenerationRequest
+from deepwell.core.types import GenerationRequest, Message
 from deepwell.engine.base import Done, Engine, EngineRequest
 from deepwell.errors import InvalidRequest
 from deepwell.models.registry import ModelRegistry, ResolvedModel
@@ -51,6 +51,7 @@ class GenerationService:
         engine = self._engines[model.backing]
         _check_max_tokens(request.max_tokens, model.spec.max_output)
         _check_stop(request.stop)
+        _check_prefix(request.messages, beta=request.beta)
         text = self._templates[model.backing].render(request.messages)
         prompt = tuple(engine.tokenize(text, special=True))
         max_tokens = _fit_context(
@@ -115,6 +116,27 @@ def _check_stop(stop: tuple[str, ...]) -> None:
             f"Invalid stop value, at most {MAX_STOP_SEQUENCES} stop sequences are allowed",
             param="stop",
         )
+
+
+def _check_prefix(messages: Sequence[Message], *, beta: bool) -> None:
+    """Chat prefix completion: only on ``/beta``, only a last assistant message."""
+    for index, message in enumerate(messages):
+        if not message.prefix:
+            continue
+        param = f"messages[{index}]"
+        if index != len(messages) - 1 or message.role != "assistant":
+            raise InvalidRequest(
+                f"{param}: only the last message, an assistant message, may set `prefix`",
+                param=param,
+            )
+        if message.tool_calls:
+            raise InvalidRequest(f"{param}: a prefix message cannot carry tool_calls", param=param)
+        if not beta:
+            raise InvalidRequest(
+                "Chat prefix completion (`prefix: true`) is a beta feature: use the base URL "
+                "ending in /beta (POST /beta/chat/completions)",
+                param=param,
+            )
 
 
 def _fit_context(prompt: int, max_tokens: int | None, max_output: int, context: int) -> int:

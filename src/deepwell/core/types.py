@@ -46,3 +46,5 @@ class GenerationRequest:
     stop: tuple[str, ...] = ()
     thinking: bool | None = None
     user_id: str | None = None
+    # Sent to the ``/beta`` base: chat prefix completion is allowed there.
+    beta: bool = False

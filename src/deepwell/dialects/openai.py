@@ -93,7 +93,7 @@ class ChatCompletionRequest(_Wire):
 # -- wire → core ---------------------------------------------------------------------
 
 
-def to_request(body: ChatCompletionRequest) -> GenerationRequest:
+def to_request(body: ChatCompletionRequest, *, beta: bool = False) -> GenerationRequest:
     stop = (body.stop,) if isinstance(body.stop, str) else tuple(body.stop or ())
     thinking = None if body.thinking is None else body.thinking.type == "enabled"
     return GenerationRequest(
@@ -108,6 +108,7 @@ def to_request(body: ChatCompletionRequest) -> GenerationRequest:
         stop=stop,
         thinking=thinking,
         user_id=body.user_id,
+        beta=beta,
     )
 
 

@@ -1,4 +1,5 @@
-"""``POST /chat/completions`` (also under ``/v1``, ``/beta`` and ``/v1/beta``)."""
+"""``POST /chat/completions`` (also under ``/v1``), and under ``/beta`` and ``/v1/beta``
+where chat prefix completion is allowed."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from contextlib import aclosing
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 
+from deepwell.core.auth import Caller
 from deepwell.dialects import openai
 from deepwell.http import sse
 from deepwell.http.auth import AuthenticatedCaller
@@ -15,15 +17,25 @@ from deepwell.http.disconnect import ClientDisconnected, unless_disconnected
 from deepwell.http.state import services
 
 router = APIRouter()
+beta_router = APIRouter()
 
 CLIENT_CLOSED_REQUEST = 499
 
 
 @router.post("/chat/completions", response_model=None)
 async def chat_completions(request: Request, caller: AuthenticatedCaller) -> Response:
+    return await _chat(request, caller, beta=False)
+
+
+@beta_router.post("/chat/completions", response_model=None)
+async def beta_chat_completions(request: Request, caller: AuthenticatedCaller) -> Response:
+    return await _chat(request, caller, beta=True)
+
+
+async def _chat(request: Request, caller: Caller, *, beta: bool) -> Response:
     body = await parse(request, openai.ChatCompletionRequest)
     generation = services(request).generation
-    prepared = generation.prepare(openai.to_request(body), caller)
+    prepared = generation.prepare(openai.to_request(body, beta=beta), caller)
     events = generation.run(prepared)
     if body.stream:
         include_usage = body.stream_options is not None and body.stream_options.include_usage
