@@ -138,7 +138,18 @@ class Scheduler:
     # -- other threads ---------------------------------------------------------------
 
     def start(self) -> None:
+        self._warm_up()
         self._thread.start()
+
+    def _warm_up(self) -> None:
+        """Decode once before serving, so the first request does not pay for first-use
+        allocations inside llama.cpp."""
+        tokens = [self._model.bos if self._model.bos >= 0 else 0] * min(32, self._n_batch)
+        for i, token in enumerate(tokens):
+            self._put_raw(i, token, i, self._scratch, logits=i == len(tokens) - 1)
+        self._batch.n_tokens = len(tokens)
+        llama_cpp.llama_decode(self._ctx, self._batch)
+        llama_cpp.llama_memory_seq_rm(self._memory, self._scratch, -1, -1)
 
     def submit(self, seq: Sequence) -> None:
         self._commands.put(("submit", seq))
@@ -362,11 +373,14 @@ class Scheduler:
 
     def _put(self, i: int, token: int, pos: int, seq: Sequence, *, logits: bool) -> None:
         assert seq.slot is not None
+        self._put_raw(i, token, pos, seq.slot.seq_id, logits=logits)
+
+    def _put_raw(self, i: int, token: int, pos: int, seq_id: int, *, logits: bool) -> None:
         batch = self._batch
         batch.token[i] = token
         batch.pos[i] = pos
         batch.n_seq_id[i] = 1
-        batch.seq_id[i][0] = seq.slot.seq_id
+        batch.seq_id[i][0] = seq_id
         batch.logits[i] = 1 if logits else 0
 
     def _sample(self, seq: Sequence) -> None:
