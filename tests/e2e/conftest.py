@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -77,18 +78,35 @@ def _wait_ready(base_url: str, process: subprocess.Popen[bytes], log: Path) -> N
     pytest.fail(f"deepwell serve did not become ready:\n{log.read_text()}")
 
 
-@pytest.fixture(scope="session")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    data_dir = tmp_path_factory.mktemp("deepwell-data")
-    env = {
+def server_env(data_dir: Path, **extra: str) -> dict[str, str]:
+    return {
         **os.environ,
         "DEEPWELL_DATA_DIR": str(data_dir),
         "DEEPWELL_ENGINE__N_CTX": str(TEST_CONTEXT),
         "DEEPWELL_ENGINE__N_SEQ_MAX": "8",
+        **extra,
     }
+
+
+def create_key(env: dict[str, str], account: str) -> str:
+    created = subprocess.run(
+        _deepwell("keys", "create", "--account", account, "--json"),
+        env=env,
+        check=True,
+        capture_output=True,
+    )
+    key: str = json.loads(created.stdout)["key"]
+    return key
+
+
+@contextmanager
+def running_server(
+    data_dir: Path, env: dict[str, str], *, key: str | None = None
+) -> Iterator[Server]:
+    """``deepwell serve`` on ``data_dir`` until the block ends (stopped gracefully)."""
     port = _free_port()
     log = data_dir / "serve.log"
-    with log.open("wb") as out:
+    with log.open("ab") as out:
         process = subprocess.Popen(
             _deepwell("serve", "--port", str(port)),
             env=env,
@@ -98,14 +116,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     base_url = f"http://127.0.0.1:{port}"
     try:
         _wait_ready(base_url, process, log)
-        created = subprocess.run(
-            _deepwell("keys", "create", "--account", "e2e", "--json"),
-            env=env,
-            check=True,
-            capture_output=True,
-        )
-        key = json.loads(created.stdout)["key"]
-        yield Server(base_url, key, data_dir, process)
+        yield Server(base_url, key or create_key(env, "e2e"), data_dir, process)
     finally:
         process.terminate()
         try:
@@ -113,3 +124,10 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
+
+
+@pytest.fixture(scope="session")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    data_dir = tmp_path_factory.mktemp("deepwell-data")
+    with running_server(data_dir, server_env(data_dir)) as running:
+        yield running

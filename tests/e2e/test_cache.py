@@ -1,0 +1,125 @@
+"""Context caching on the real engine: DeepSeek's hit/miss accounting, tiers, restarts."""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+import openai
+import pytest
+
+from tests.e2e.conftest import Server, create_key, running_server, server_env
+
+pytestmark = pytest.mark.e2e
+
+MODEL = "deepseek-v4-flash"
+BLOCK = 64
+WORDS = (
+    "river stone light garden window paper engine signal harbor forest market silver",
+    "winter letter bridge candle orbit meadow lantern pocket thunder velvet canyon echo",
+)
+VOCABULARY = " ".join(WORDS).split(" ")
+
+
+def document(seed: int, words: int) -> str:
+    rng = random.Random(seed)
+    return " ".join(rng.choice(VOCABULARY) for _ in range(words))
+
+
+def ask(client: openai.OpenAI, text: str, question: str = "Which word comes first?") -> tuple:
+    reply = client.chat.completions.create(
+        model=MODEL,
+        messages=[{"role": "user", "content": f"{text}\n\n{question}"}],
+        max_tokens=4,
+        temperature=0,
+    )
+    usage = reply.usage
+    assert usage is not None
+    extra = usage.model_extra or {}
+    hit, miss = extra["prompt_cache_hit_tokens"], extra["prompt_cache_miss_tokens"]
+    assert hit + miss == usage.prompt_tokens
+    assert usage.prompt_tokens_details is not None
+    assert usage.prompt_tokens_details.cached_tokens == hit
+    assert hit % BLOCK == 0
+    return reply.choices[0].message.content, hit, usage.prompt_tokens
+
+
+def test_a_repeated_long_prompt_hits_the_cache(server: Server) -> None:
+    text = document(1, 1300)
+    client = server.client()
+    _, first_hit, prompt_tokens = ask(client, text)
+    _, second_hit, _ = ask(client, text)
+
+    assert prompt_tokens >= 1400
+    assert first_hit == 0
+    assert second_hit >= 1024
+    assert second_hit > prompt_tokens - BLOCK - 1
+
+
+def test_another_account_gets_no_hit(server: Server) -> None:
+    text = document(2, 600)
+    ask(server.client(), text)
+    stranger = openai.OpenAI(
+        api_key=create_key(server_env(server.data_dir), "stranger"),
+        base_url=server.base_url,
+        max_retries=0,
+    )
+    _, hit, _ = ask(stranger, text)
+    assert hit == 0
+
+
+def test_a_shared_first_half_is_a_partial_hit(server: Server) -> None:
+    first_half = document(3, 500)
+    client = server.client()
+    _, _, whole = ask(client, first_half + " " + document(4, 500))
+    _, hit, _ = ask(client, first_half + " " + document(5, 500))
+
+    assert BLOCK <= hit < whole // 2 + BLOCK
+
+
+@pytest.fixture(scope="module")
+def cache_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("deepwell-cache")
+
+
+@pytest.fixture(scope="module")
+def cold_answers(cache_dir: Path) -> tuple[str, list[tuple]]:
+    """Five prompts answered cold by a first server process on ``cache_dir``."""
+    env = server_env(cache_dir, DEEPWELL_ENGINE__N_SEQ_MAX="2")
+    key = create_key(env, "restart")
+    with running_server(cache_dir, env, key=key) as first:
+        answers = [ask(first.client(), document(10 + i, 250)) for i in range(5)]
+    return key, answers
+
+
+def test_the_cache_survives_a_restart(cache_dir: Path, cold_answers: tuple) -> None:
+    key, cold = cold_answers
+    env = server_env(cache_dir, DEEPWELL_ENGINE__N_SEQ_MAX="2")
+    with running_server(cache_dir, env, key=key) as second:
+        warm = [ask(second.client(), document(10 + i, 250)) for i in range(5)]
+        disk = second.engine_health()["cache"]["disk"]
+
+    assert all(hit >= prompt - 2 * BLOCK for _, hit, prompt in warm)
+    assert disk["hits"] >= 5
+    same = sum(w[0] == c[0] for w, c in zip(warm, cold, strict=True))
+    assert same >= 4, list(zip(warm, cold, strict=True))
+
+
+def test_a_corrupted_cache_file_is_ignored(cache_dir: Path, cold_answers: tuple) -> None:
+    key, cold = cold_answers
+    files = [p for p in (cache_dir / "cache").rglob("*") if p.is_file()]
+    assert files
+    for path in files:
+        data = bytearray(path.read_bytes())
+        for i in range(len(data) // 2, len(data), 4096):
+            data[i] ^= 0xFF
+        path.write_bytes(bytes(data))
+
+    env = server_env(cache_dir, DEEPWELL_ENGINE__N_SEQ_MAX="2")
+    with running_server(cache_dir, env, key=key) as third:
+        answer, hit, _ = ask(third.client(), document(10, 250))
+        disk = third.engine_health()["cache"]["disk"]
+
+    assert hit == 0
+    assert answer == cold[0][0]
+    assert disk["errors"] >= 1
