@@ -63,12 +63,48 @@ class FimTokens(BaseModel):
     middle: str = "<|fim_middle|>"
 
 
+class Reasoning(BaseModel):
+    """How a backing model reasons in thinking mode (see docs/configuration.md).
+
+    ``prompted``: the model has no reasoning of its own; ``instruction`` joins the
+    system prompt and the reply is opened with ``open``. ``native``: the chat template's
+    ``switch`` variable turns thinking on or off and the model writes its own think
+    block. ``none``: thinking mode gives an empty reasoning. Either way the reasoning
+    ends at ``end`` or after the effort's budget of tokens (``budgets``); the answer
+    follows ``close`` (``close_early`` when the budget ran out). In thinking mode the
+    client's sampling parameters have no effect: ``temperature`` and ``top_p`` apply.
+    """
+
+    style: Literal["prompted", "native", "none"] = "prompted"
+    budgets: dict[str, int] = Field(default_factory=lambda: {"high": 64, "max": 256})
+    instruction: str = (
+        "Before you answer, think step by step inside <think></think>. "
+        "After </think>, write the final answer for the user."
+    )
+    switch: str = "enable_thinking"
+    open: str = "<think>\n"
+    end: str = "</think>"
+    close: str = "</think>\n\n"
+    close_early: str = (
+        "\n\nConsidering the limited time, I have to give the answer based on the "
+        "thinking directly now.\n</think>\n\n"
+    )
+    temperature: float = Field(default=0.6, ge=0, le=2)
+    top_p: float = Field(default=0.95, gt=0, le=1)
+
+
 class BackingModel(BaseModel):
-    """A model file the engine can load, and what it can do."""
+    """A model file the engine can load, and what it can do.
+
+    ``tool_format`` names the model's tool-call syntax (``hermes``: ``<tool_call>``
+    JSON blocks, as Qwen writes them; ``deepseek``: DeepSeek V3.1's markers).
+    """
 
     source: ModelSource = Field(default_factory=_default_source)
     context_length: int = 32_768
     fim: FimTokens | None = Field(default_factory=FimTokens)
+    reasoning: Reasoning = Field(default_factory=Reasoning)
+    tool_format: str = "hermes"
 
 
 class Prices(BaseModel):
@@ -152,6 +188,24 @@ class CacheSettings(BaseModel):
     store_interval: int = Field(default=1024, ge=64)
 
 
+def _default_efforts() -> dict[str, str]:
+    return {"low": "high", "medium": "high", "high": "high", "xhigh": "max", "max": "max"}
+
+
+class Thinking(BaseModel):
+    """DeepSeek's thinking-mode rules that a deployment may tune.
+
+    ``efforts`` maps every accepted ``reasoning_effort`` to a budget name of the
+    backing model's ``reasoning.budgets``. ``passback``: what an assistant turn with
+    tool calls must carry back when a thinking request has tools (``off``: nothing;
+    ``present``: a ``reasoning_content`` string, empty allowed; ``nonempty``).
+    """
+
+    efforts: dict[str, str] = Field(default_factory=_default_efforts)
+    default_effort: str = "high"
+    passback: Literal["off", "present", "nonempty"] = "present"
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="DEEPWELL_", env_nested_delimiter="__", extra="ignore"
@@ -170,6 +224,7 @@ class Settings(BaseSettings):
     aliases: dict[str, LegacyAlias] = Field(default_factory=_default_aliases)
     engine: EngineSettings = Field(default_factory=EngineSettings)
     cache: CacheSettings = Field(default_factory=CacheSettings)
+    thinking: Thinking = Field(default_factory=Thinking)
 
     @classmethod
     def settings_customise_sources(
