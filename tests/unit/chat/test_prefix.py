@@ -1,0 +1,41 @@
+"""Chat prefix completion in the template: the prompt ends inside the assistant turn."""
+
+from __future__ import annotations
+
+from deepwell.chat.template import ChatTemplate
+from deepwell.core.types import Message
+
+TEMPLATE = (
+    "{% for m in messages %}<|im_start|>{{ m.role }}\n{{ m.content }}<|im_end|>\n{% endfor %}"
+    "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+)
+USER = Message("user", "Write quick sort.")
+
+
+def render(*messages: Message, add_generation_prompt: bool = True) -> str:
+    return ChatTemplate(TEMPLATE).render(messages, add_generation_prompt=add_generation_prompt)
+
+
+def test_prefix_content_ends_the_prompt() -> None:
+    text = render(USER, Message("assistant", "```python\n", prefix=True))
+    assert text == (
+        "<|im_start|>user\nWrite quick sort.<|im_end|>\n<|im_start|>assistant\n```python\n"
+    )
+
+
+def test_prefix_without_content_is_the_generation_prompt() -> None:
+    assert render(USER, Message("assistant", None, prefix=True)) == render(USER)
+
+
+def test_prefix_opens_the_turn_even_without_a_generation_prompt() -> None:
+    text = render(USER, Message("assistant", "x", prefix=True), add_generation_prompt=False)
+    assert text.endswith("<|im_start|>assistant\nx")
+
+
+def test_prefix_alone() -> None:
+    assert render(Message("assistant", "def ", prefix=True)) == "<|im_start|>assistant\ndef "
+
+
+def test_a_last_assistant_turn_without_prefix_is_closed() -> None:
+    text = render(USER, Message("assistant", "Sure."))
+    assert text.endswith("Sure.<|im_end|>\n<|im_start|>assistant\n")
