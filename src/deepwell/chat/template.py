@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -53,11 +53,13 @@ class ChatTemplate:
         *,
         tools: list[dict[str, Any]] | None = None,
         add_generation_prompt: bool = True,
+        variables: Mapping[str, Any] | None = None,
     ) -> str:
         """The prompt text for ``messages``; a template's own objection is a 400.
 
         A last assistant message with ``prefix`` is the start of the reply: the prompt
         ends inside that turn (after the generation prompt), with its content.
+        ``variables`` are extra template variables (a thinking switch).
         """
         prefix = messages[-1] if messages and messages[-1].prefix else None
         if prefix is not None:
@@ -69,6 +71,7 @@ class ChatTemplate:
                 add_generation_prompt=add_generation_prompt,
                 bos_token=self._bos,
                 eos_token=self._eos,
+                **(variables or {}),
             )
         except _TemplateRaised as exc:
             raise InvalidRequest(str(exc), param="messages") from exc
@@ -89,6 +92,8 @@ def _to_template(message: Message) -> dict[str, Any]:
             }
             for call in message.tool_calls
         ]
+    if message.reasoning_content is not None:
+        out["reasoning_content"] = message.reasoning_content
     if message.tool_call_id is not None:
         out["tool_call_id"] = message.tool_call_id
     if message.name is not None:
