@@ -21,11 +21,13 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True, slots=True)
 class Restore:
-    """A saved state holding the first ``blocks`` blocks of a prompt."""
+    """A saved state holding the first ``blocks`` blocks of a prompt, then ``tail``
+    (tokens that may or may not continue the prompt at hand)."""
 
     blocks: int
     state: bytes
     tier: str
+    tail: tuple[int, ...] = ()
 
 
 class PrefixCache:
@@ -74,7 +76,7 @@ class PrefixCache:
                 if entry is not None:
                     if tier is not self._ram:
                         self._ram.put(entry)
-                    return Restore(entry.blocks, entry.state, tier.name)
+                    return Restore(entry.blocks, entry.state, tier.name, entry.tail)
         return None
 
     def store(self, entry: Entry) -> None:

@@ -1,8 +1,8 @@
 """Where saved prefix states live: RAM, then disk. Each tier is byte-bounded, LRU.
 
-An entry is the KV state of one sequence holding exactly the tokens of a prefix of
-``blocks`` whole blocks, keyed by the key of its last block. Tiers are thread-safe:
-the engine thread stores, request handlers look up.
+An entry is the KV state of one sequence holding a prompt prefix of ``blocks`` whole
+blocks (and possibly a few tokens after them), keyed by the key of its last block.
+Tiers are thread-safe: the engine thread stores, request handlers look up.
 """
 
 from __future__ import annotations
@@ -26,9 +26,12 @@ _HEADER_LENGTH = struct.Struct("<I")
 
 @dataclass(frozen=True, slots=True)
 class Entry:
+    """A saved state of ``blocks`` whole blocks and then the ``tail`` tokens."""
+
     key: bytes
     blocks: int
     state: bytes
+    tail: tuple[int, ...] = ()
 
 
 @dataclass(slots=True)
@@ -135,6 +138,7 @@ class DiskTier:
             {
                 "fingerprint": self._fingerprint,
                 "blocks": entry.blocks,
+                "tail": list(entry.tail),
                 "sha256": hashlib.sha256(entry.state).hexdigest(),
             }
         ).encode()
@@ -181,10 +185,10 @@ class DiskTier:
             raise ValueError("fingerprint mismatch")
         if hashlib.sha256(state).hexdigest() != header.get("sha256"):
             raise ValueError("checksum mismatch")
-        blocks = header.get("blocks")
-        if not isinstance(blocks, int):
+        blocks, tail = header.get("blocks"), header.get("tail", [])
+        if not isinstance(blocks, int) or not isinstance(tail, list):
             raise ValueError("bad header")
-        return Entry(bytes.fromhex(path.name), blocks, state)
+        return Entry(bytes.fromhex(path.name), blocks, state, tuple(int(t) for t in tail))
 
     def _evict(self) -> None:
         while True:

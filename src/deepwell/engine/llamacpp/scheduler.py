@@ -236,7 +236,7 @@ class Scheduler:
                 return
             self._waiting.popleft()
             if restore is not None and self._restore(target, seq, restore):
-                self._start(seq, target, restore.blocks * self._block)
+                self._start(seq, target, len(target.tokens))
             else:
                 self._share(target, source, common)
                 self._start(seq, target, common)
@@ -290,7 +290,12 @@ class Scheduler:
             log.warning("prefix cache: a saved state did not load; reading the prompt instead")
             self._clear(target)
             return False
-        target.tokens = list(seq.prompt[: restore.blocks * self._block])
+        start = restore.blocks * self._block
+        keep = start + _common_prefix(
+            list(restore.tail), seq.prompt[start:], len(seq.prompt) - 1 - start
+        )
+        llama_cpp.llama_memory_seq_rm(self._memory, target.seq_id, keep, -1)
+        target.tokens = list(seq.prompt[:keep])
         return True
 
     def _share(self, target: Slot, source: Slot | None, common: int) -> None:
@@ -432,22 +437,25 @@ class Scheduler:
             self._save(seq.slot, seq.keys, after // interval * interval)
 
     def _save(self, slot: Slot, keys: list[bytes], n_tokens: int) -> None:
-        """Save the state of ``slot``'s first whole blocks up to ``n_tokens`` (if new).
+        """Save the state of ``slot``'s first ``n_tokens`` tokens, keyed by their last whole
+        block (unless that key is saved already).
 
         The prefix is shared into the scratch sequence so that exactly those tokens are
-        saved; a failure costs only the entry.
+        saved; the tokens past the last whole block go with it as the entry's tail. A
+        failure costs only the entry.
         """
         assert self._cache is not None
         blocks = min(n_tokens // self._block, len(keys))
         if blocks == 0 or self._cache.contains(keys[blocks - 1]):
             return
+        tail = tuple(slot.tokens[blocks * self._block : n_tokens])
         try:
-            memory, scratch = self._memory, self._scratch
-            llama_cpp.llama_memory_seq_cp(memory, slot.seq_id, scratch, 0, blocks * self._block)
-            size = llama_cpp.llama_state_seq_get_size(self._ctx, scratch)
+            llama_cpp.llama_memory_seq_cp(self._memory, slot.seq_id, self._scratch, 0, n_tokens)
+            size = llama_cpp.llama_state_seq_get_size(self._ctx, self._scratch)
             buffer = (ctypes.c_uint8 * size)()
-            written = llama_cpp.llama_state_seq_get_data(self._ctx, buffer, size, scratch)
-            self._cache.store(Entry(keys[blocks - 1], blocks, ctypes.string_at(buffer, written)))
+            written = llama_cpp.llama_state_seq_get_data(self._ctx, buffer, size, self._scratch)
+            state = ctypes.string_at(buffer, written)
+            self._cache.store(Entry(keys[blocks - 1], blocks, state, tail))
         except Exception:
             log.exception("prefix cache: saving a prefix failed")
         finally:
@@ -469,6 +477,7 @@ class Scheduler:
 
 
 def _common_prefix(a: list[int], b: tuple[int, ...], limit: int) -> int:
+    """How many leading tokens ``a`` and ``b`` share, at most ``limit``."""
     n = min(len(a), len(b), limit)
     for i in range(n):
         if a[i] != b[i]:
