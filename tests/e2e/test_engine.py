@@ -64,7 +64,7 @@ async def test_eight_concurrent_streams_match_one_at_a_time(server: Server) -> N
 
 async def test_a_prompt_sharing_a_running_prefix_reuses_it(server: Server) -> None:
     # A fresh system prompt of several hundred tokens, so nothing is cached before.
-    system = f"Session {secrets.token_hex(8)}. " + "You answer briefly and precisely. " * 80
+    system = f"Session {secrets.token_hex(8)}. " + "You answer briefly and precisely. " * 120
     first = [{"role": "system", "content": system}, {"role": "user", "content": "Count to 50."}]
     second = [{"role": "system", "content": system}, {"role": "user", "content": "Say yes."}]
     before = server.engine_health()["prefix_reused_tokens"]

@@ -22,6 +22,8 @@ log = logging.getLogger(__name__)
 
 MAGIC = b"DWKV1\n"
 _HEADER_LENGTH = struct.Struct("<I")
+# What reading a damaged or foreign file can raise; any of them makes the file a miss.
+_UNREADABLE = (OSError, ValueError, TypeError, struct.error)
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,7 +124,7 @@ class DiskTier:
             return None
         try:
             entry = self._read(self._path(key))
-        except (OSError, ValueError) as exc:
+        except _UNREADABLE as exc:
             log.warning("prefix cache file %s is unusable (%s); removing it", key.hex(), exc)
             self.stats.errors += 1
             self._forget(key)
@@ -161,6 +163,8 @@ class DiskTier:
         """Index the files of earlier runs; remove leftovers and foreign fingerprints."""
         files = sorted(self._folder.glob("*"), key=lambda p: p.stat().st_mtime)
         for path in files:
+            if not path.is_file():
+                continue
             key = _key_of(path)
             if key is None or self._header(path).get("fingerprint") != self._fingerprint:
                 path.unlink(missing_ok=True)
@@ -174,7 +178,7 @@ class DiskTier:
         try:
             with path.open("rb") as source:
                 return _read_header(source.read(len(MAGIC) + _HEADER_LENGTH.size + 4096))[0]
-        except (OSError, ValueError):
+        except _UNREADABLE:
             return {}
 
     def _read(self, path: Path) -> Entry:
@@ -219,7 +223,7 @@ def _key_of(path: Path) -> bytes | None:
 
 
 def _read_header(data: bytes) -> tuple[dict[str, object], int]:
-    if not data.startswith(MAGIC):
+    if not data.startswith(MAGIC) or len(data) < len(MAGIC) + _HEADER_LENGTH.size:
         raise ValueError("not a prefix cache file")
     start = len(MAGIC) + _HEADER_LENGTH.size
     (length,) = _HEADER_LENGTH.unpack_from(data, len(MAGIC))

@@ -351,11 +351,6 @@ def test_failed_disk_write_is_counted_not_raised(
     assert list(tmp_path.iterdir()) == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a cache file cut inside its 4-byte header length raises struct.error out of "
-    "DiskTier() and PrefixCache._open_disk only catches OSError, so startup fails",
-)
 def test_truncated_header_file_does_not_break_startup(
     tmp_path: Path, make_cache: MakeCache
 ) -> None:
