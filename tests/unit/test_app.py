@@ -22,7 +22,11 @@ from deepwell.store.db import open_database
 
 pytestmark = pytest.mark.usefixtures("clean_env")
 
-BODY = {"model": "deepseek-v4-flash", "messages": [{"role": "user", "content": "hi"}]}
+BODY = {
+    "model": "deepseek-v4-flash",
+    "messages": [{"role": "user", "content": "hi"}],
+    "thinking": {"type": "disabled"},
+}
 
 
 class NoKeys:

@@ -8,6 +8,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
+from deepwell.engine.base import TokenLogprob
+
 FinishReason = Literal["stop", "length", "tool_calls", "insufficient_system_resource"]
 
 
@@ -36,16 +38,33 @@ class Started:
     created: int
     thinking: bool
     fingerprint: str
+    # Whether deltas carry the logprobs of their tokens.
+    logprobs: bool = False
 
 
 @dataclass(frozen=True, slots=True)
 class TextDelta:
+    """Answer text, with the logprobs of its tokens when the request asked for them."""
+
     text: str
+    logprobs: tuple[TokenLogprob, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
 class ReasoningDelta:
     text: str
+    logprobs: tuple[TokenLogprob, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class ToolCallDelta:
+    """One whole tool call: ``index`` counts calls from 0 in the reply; ``arguments``
+    is a JSON string."""
+
+    index: int
+    id: str
+    name: str
+    arguments: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,4 +73,4 @@ class Finished:
     usage: Usage
 
 
-Event = Started | TextDelta | ReasoningDelta | Finished
+Event = Started | TextDelta | ReasoningDelta | ToolCallDelta | Finished

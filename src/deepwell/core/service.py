@@ -17,7 +17,9 @@ from dataclasses import dataclass
 from deepwell import __version__
 from deepwell.chat.template import ChatTemplate
 from deepwell.core.auth import Caller
-from deepwell.core.events import Event, Finished, Started, TextDelta, Usage
+from deepwell.core.decoding import Plan, decode
+from deepwell.core.events import Event, Started, Usage
+from deepwell.core.planning import draft
 from deepwell.core.types import GenerationRequest, Message
 from deepwell.engine.base import Done, Engine, EngineRequest
 from deepwell.errors import InvalidRequest
@@ -31,8 +33,13 @@ class Prepared:
     """A validated request, ready to run."""
 
     model: ResolvedModel
-    engine_request: EngineRequest
+    plan: Plan
     thinking: bool
+
+    @property
+    def engine_request(self) -> EngineRequest:
+        """The reply's engine request: its prompt, total budget, stops and grammar."""
+        return self.plan.request
 
 
 class GenerationService:
@@ -52,24 +59,22 @@ class GenerationService:
         _check_max_tokens(request.max_tokens, model.spec.max_output)
         _check_stop(request.stop)
         _check_prefix(request.messages, beta=request.beta)
-        text = self._templates[model.backing].render(request.messages)
-        prompt = tuple(engine.tokenize(text, special=True))
+        reply = draft(
+            request,
+            model,
+            self._registry.backing_model(model.backing),
+            self._registry.thinking,
+            self._templates[model.backing],
+            engine,
+        )
         max_tokens = _fit_context(
-            len(prompt), request.max_tokens, model.spec.max_output, engine.info.context_length
+            len(reply.prompt), request.max_tokens, model.spec.max_output, engine.info.context_length
         )
         namespace = f"{caller.account_id}/{request.user_id or ''}"
-        return Prepared(
-            model=model,
-            engine_request=EngineRequest(
-                prompt=prompt,
-                max_tokens=max_tokens,
-                sampling=request.sampling,
-                stop=request.stop,
-                namespace=namespace,
-            ),
-            # Reasoning is not generated yet: every answer is a plain one.
-            thinking=False,
+        plan = reply.plan(
+            max_tokens=max_tokens, stop=request.stop, namespace=namespace, logprobs=request.logprobs
         )
+        return Prepared(model=model, plan=plan, thinking=reply.thinking)
 
     async def run(self, prepared: Prepared) -> AsyncGenerator[Event, None]:
         """Started, the deltas, then Finished. Closing the iterator aborts the generation."""
@@ -80,13 +85,11 @@ class GenerationService:
             created=int(time.time()),
             thinking=prepared.thinking,
             fingerprint=_fingerprint(prepared.model.backing),
+            logprobs=prepared.plan.request.logprobs is not None,
         )
-        async with aclosing(engine.generate(prepared.engine_request)) as events:
+        async with aclosing(decode(engine, prepared.plan)) as events:
             async for event in events:
-                if isinstance(event, Done):
-                    yield Finished(event.reason, _usage(event))
-                elif event.text:
-                    yield TextDelta(event.text)
+                yield event
 
 
 def _fingerprint(backing: str) -> str:

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 Role = Literal["system", "user", "assistant", "tool"]
 
@@ -36,6 +37,25 @@ class Sampling:
 
 
 @dataclass(frozen=True, slots=True)
+class Tool:
+    """A function the model may call; ``parameters`` is its JSON Schema (None: no
+    parameters). ``strict`` asks for arguments constrained to the schema (``/beta``)."""
+
+    name: str
+    description: str | None = None
+    parameters: Mapping[str, Any] | None = None
+    strict: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class ToolChoice:
+    """``none``, ``auto``, ``required``, or ``function`` with the ``name`` to call."""
+
+    mode: Literal["none", "auto", "required", "function"]
+    name: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class GenerationRequest:
     """One chat generation, as converted from any dialect."""
 
@@ -48,3 +68,12 @@ class GenerationRequest:
     user_id: str | None = None
     # Sent to the ``/beta`` base: chat prefix completion is allowed there.
     beta: bool = False
+    tools: tuple[Tool, ...] = ()
+    # None: ``auto`` when there are tools, else ``none``.
+    tool_choice: ToolChoice | None = None
+    json_output: bool = False
+    reasoning_effort: str | None = None
+    # A thinking budget in tokens asked for by the client; None: the effort's budget.
+    thinking_budget: int | None = None
+    # None: no logprobs; else how many top alternatives come with each token (0-20).
+    logprobs: int | None = None

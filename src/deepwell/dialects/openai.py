@@ -6,7 +6,8 @@ core events become ``chat.completion`` objects or ``chat.completion.chunk`` dict
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable
+from dataclasses import dataclass, field
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -17,9 +18,11 @@ from deepwell.core.events import (
     ReasoningDelta,
     Started,
     TextDelta,
+    ToolCallDelta,
     Usage,
 )
-from deepwell.core.types import GenerationRequest, Message, Sampling, ToolCall
+from deepwell.core.types import GenerationRequest, Message, Sampling, Tool, ToolCall, ToolChoice
+from deepwell.engine.base import TokenLogprob
 from deepwell.errors import EngineFailure, InvalidRequest
 
 Json = dict[str, Any]
@@ -56,7 +59,32 @@ class ChatMessage(_Wire):
 
 
 class Thinking(_Wire):
+    """``budget_tokens`` (a deepwell extension, as on the Anthropic endpoint) caps the
+    reasoning in tokens instead of the effort's budget."""
+
     type: Literal["enabled", "disabled"]
+    budget_tokens: Annotated[int, Field(ge=0)] | None = None
+
+
+class FunctionDef(_Wire):
+    name: str
+    description: str | None = None
+    parameters: dict[str, Any] | None = None
+    strict: bool = False
+
+
+class ToolIn(_Wire):
+    type: Literal["function"]
+    function: FunctionDef
+
+
+class FunctionName(_Wire):
+    name: str
+
+
+class NamedToolChoice(_Wire):
+    type: Literal["function"]
+    function: FunctionName
 
 
 class StreamOptions(_Wire):
@@ -88,6 +116,8 @@ class ChatCompletionRequest(_Wire):
     logprobs: bool | None = None
     top_logprobs: Annotated[int, Field(ge=0, le=20)] | None = None
     user_id: Annotated[str, Field(pattern=r"^[a-zA-Z0-9_-]+$", max_length=512)] | None = None
+    tools: list[ToolIn] | None = None
+    tool_choice: Literal["none", "auto", "required"] | NamedToolChoice | None = None
 
 
 # -- wire → core ---------------------------------------------------------------------
@@ -109,7 +139,35 @@ def to_request(body: ChatCompletionRequest, *, beta: bool = False) -> Generation
         thinking=thinking,
         user_id=body.user_id,
         beta=beta,
+        tools=tuple(_tool(t) for t in body.tools or ()),
+        tool_choice=_tool_choice(body.tool_choice),
+        json_output=body.response_format is not None and body.response_format.type == "json_object",
+        reasoning_effort=body.reasoning_effort,
+        thinking_budget=body.thinking.budget_tokens if body.thinking is not None else None,
+        logprobs=_logprobs(body),
     )
+
+
+def _tool(tool: ToolIn) -> Tool:
+    f = tool.function
+    return Tool(f.name, f.description, f.parameters, f.strict)
+
+
+def _tool_choice(
+    choice: Literal["none", "auto", "required"] | NamedToolChoice | None,
+) -> ToolChoice | None:
+    if isinstance(choice, NamedToolChoice):
+        return ToolChoice("function", choice.function.name)
+    return None if choice is None else ToolChoice(choice)
+
+
+def _logprobs(body: ChatCompletionRequest) -> int | None:
+    """How many alternatives come with each token's logprob; None when not asked for."""
+    if not body.logprobs:
+        if body.top_logprobs:
+            raise InvalidRequest("top_logprobs requires logprobs to be true", param="top_logprobs")
+        return None
+    return body.top_logprobs or 0
 
 
 def _message(index: int, m: ChatMessage) -> Message:
@@ -150,31 +208,87 @@ def usage(u: Usage) -> Json:
     }
 
 
+@dataclass(slots=True)
+class _Reply:
+    """What ``collect`` gathers of one reply."""
+
+    text: list[str] = field(default_factory=list)
+    reasoning: list[str] = field(default_factory=list)
+    calls: list[Json] = field(default_factory=list)
+    text_logprobs: list[Json] = field(default_factory=list)
+    reasoning_logprobs: list[Json] = field(default_factory=list)
+
+    def message(self, started: Started) -> Json:
+        message: Json = {"role": "assistant", "content": "".join(self.text)}
+        if started.thinking:
+            message["reasoning_content"] = "".join(self.reasoning)
+        if self.calls:
+            message["tool_calls"] = self.calls
+        return message
+
+    def logprobs(self, started: Started) -> Json | None:
+        if not started.logprobs:
+            return None
+        out: Json = {"content": self.text_logprobs}
+        if started.thinking:
+            out["reasoning_content"] = self.reasoning_logprobs
+        return out
+
+
 async def collect(events: AsyncIterator[Event]) -> Json:
     """Fold a whole generation into one ``chat.completion`` object."""
     started: Started | None = None
-    text: list[str] = []
-    reasoning: list[str] = []
+    reply = _Reply()
     async for event in events:
         match event:
             case Started():
                 started = event
-            case TextDelta(piece):
-                text.append(piece)
-            case ReasoningDelta(piece):
-                reasoning.append(piece)
+            case TextDelta(piece, logprobs):
+                reply.text.append(piece)
+                reply.text_logprobs.extend(logprob_items(logprobs))
+            case ReasoningDelta(piece, logprobs):
+                reply.reasoning.append(piece)
+                reply.reasoning_logprobs.extend(logprob_items(logprobs))
+            case ToolCallDelta():
+                reply.calls.append(tool_call(event))
             case Finished(reason, used) if started is not None:
-                message: Json = {"role": "assistant", "content": "".join(text)}
-                if started.thinking:
-                    message["reasoning_content"] = "".join(reasoning)
+                choice = {
+                    "index": 0,
+                    "message": reply.message(started),
+                    "logprobs": reply.logprobs(started),
+                    "finish_reason": reason,
+                }
                 return {
                     **_envelope(started, "chat.completion"),
-                    "choices": [
-                        {"index": 0, "message": message, "logprobs": None, "finish_reason": reason}
-                    ],
+                    "choices": [choice],
                     "usage": usage(used),
                 }
     raise EngineFailure("the generation ended without a result")
+
+
+def tool_call(call: ToolCallDelta) -> Json:
+    return {
+        "index": call.index,
+        "id": call.id,
+        "type": "function",
+        "function": {"name": call.name, "arguments": call.arguments},
+    }
+
+
+def logprob_items(logprobs: Iterable[TokenLogprob]) -> list[Json]:
+    """DeepSeek's per-token shape: token, logprob, bytes and the top alternatives."""
+    return [
+        {
+            "token": lp.token,
+            "logprob": lp.logprob,
+            "bytes": list(lp.bytes),
+            "top_logprobs": [
+                {"token": top.token, "logprob": top.logprob, "bytes": list(top.bytes)}
+                for top in lp.top
+            ],
+        }
+        for lp in logprobs
+    ]
 
 
 class ChunkEncoder:
@@ -182,7 +296,8 @@ class ChunkEncoder:
 
     Usage rides on the chunk that carries ``finish_reason``. With
     ``stream_options.include_usage`` every other chunk has ``"usage": null``; without
-    it the key is absent there, as the hosted API does.
+    it the key is absent there, as the hosted API does. With logprobs, a content chunk
+    carries ``{"content": [...]}`` and a reasoning chunk ``{"reasoning_content": [...]}``.
     """
 
     def __init__(self, *, include_usage: bool) -> None:
@@ -198,29 +313,42 @@ class ChunkEncoder:
                         {"role": "assistant", "content": None, "reasoning_content": ""}
                     )
                 return self._chunk({"role": "assistant", "content": ""})
-            case TextDelta(piece):
-                return self._chunk(self._delta(content=piece))
-            case ReasoningDelta(piece):
-                return self._chunk({"content": None, "reasoning_content": piece})
+            case TextDelta(piece, logprobs):
+                return self._chunk(
+                    self._delta(content=piece), logprobs=self._logprobs("content", logprobs)
+                )
+            case ReasoningDelta(piece, logprobs):
+                return self._chunk(
+                    {"content": None, "reasoning_content": piece},
+                    logprobs=self._logprobs("reasoning_content", logprobs),
+                )
+            case ToolCallDelta():
+                delta = {**self._delta(content=None), "tool_calls": [tool_call(event)]}
+                return self._chunk(delta)
             case Finished(reason, used):
                 return self._chunk(self._delta(content=""), finish_reason=reason, used=used)
 
-    def _delta(self, *, content: str) -> Json:
+    def _delta(self, *, content: str | None) -> Json:
         assert self._started is not None
         if self._started.thinking:
             return {"content": content, "reasoning_content": None}
         return {"content": content}
 
+    def _logprobs(self, key: str, logprobs: tuple[TokenLogprob, ...]) -> Json | None:
+        assert self._started is not None
+        return {key: logprob_items(logprobs)} if self._started.logprobs else None
+
     def _chunk(
-        self, delta: Json, *, finish_reason: str | None = None, used: Usage | None = None
+        self,
+        delta: Json,
+        *,
+        finish_reason: str | None = None,
+        used: Usage | None = None,
+        logprobs: Json | None = None,
     ) -> Json:
         assert self._started is not None, "the first event of a generation is Started"
-        chunk: Json = {
-            **_envelope(self._started, "chat.completion.chunk"),
-            "choices": [
-                {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish_reason}
-            ],
-        }
+        choice = {"index": 0, "delta": delta, "logprobs": logprobs, "finish_reason": finish_reason}
+        chunk: Json = {**_envelope(self._started, "chat.completion.chunk"), "choices": [choice]}
         if used is not None:
             chunk["usage"] = usage(used)
         elif self._include_usage:

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from deepwell.errors import InvalidRequest, ModelNotFound
-from deepwell.settings import PublicModel, Settings
+from deepwell.settings import BackingModel, PublicModel, Settings, Thinking
 
 log = logging.getLogger(__name__)
 
@@ -34,6 +34,8 @@ def _utcnow() -> datetime:
 class ModelRegistry:
     def __init__(self, settings: Settings, *, now: Callable[[], datetime] = _utcnow) -> None:
         self._models = dict(settings.models)
+        self._backing = dict(settings.backing_models)
+        self.thinking: Thinking = settings.thinking
         self._aliases = dict(settings.aliases)
         self._now = now
         for name, alias in settings.aliases.items():
@@ -75,6 +77,11 @@ class ModelRegistry:
         return ResolvedModel(
             alias.target, self._models[alias.target], alias.thinking, thinking_fixed=True
         )
+
+    def backing_model(self, name: str) -> BackingModel:
+        """What the backing model ``name`` can do (its defaults when it is not configured,
+        as for engines that tests pass in)."""
+        return self._backing.get(name) or BackingModel()
 
     def backing_names(self) -> set[str]:
         return {spec.backing for spec in self._models.values()}

@@ -38,6 +38,7 @@ def build(engine: FakeEngine, settings: Settings | None = None) -> GenerationSer
 
 def request(content: str = "hi", **kwargs: object) -> GenerationRequest:
     kwargs.setdefault("model", "deepseek-v4-flash")
+    kwargs.setdefault("thinking", False)
     return GenerationRequest(messages=(Message("user", content),), **kwargs)  # type: ignore[arg-type]
 
 

@@ -18,6 +18,7 @@ PROMPT_HI = "<|user|>hi\n<|assistant|>"
 def chat(**fields: Any) -> dict[str, Any]:
     fields.setdefault("model", "deepseek-v4-flash")
     fields.setdefault("messages", [{"role": "user", "content": "hi"}])
+    fields.setdefault("thinking", {"type": "disabled"})
     return fields
 
 

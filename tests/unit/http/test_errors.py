@@ -190,7 +190,11 @@ async def lenient(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
         yield client
 
 
-BODY = {"model": "deepseek-v4-flash", "messages": [{"role": "user", "content": "hi"}]}
+BODY = {
+    "model": "deepseek-v4-flash",
+    "messages": [{"role": "user", "content": "hi"}],
+    "thinking": {"type": "disabled"},
+}
 
 
 class TestOverloaded:

@@ -33,6 +33,7 @@ def engine() -> FakeEngine:
 
 def chat(*messages: dict[str, Any], **fields: Any) -> dict[str, Any]:
     fields.setdefault("model", "deepseek-v4-flash")
+    fields.setdefault("thinking", {"type": "disabled"})
     fields["messages"] = list(messages)
     return fields
 

@@ -1,0 +1,257 @@
+"""Tool calls in a model's own syntax: streaming parsers and a registry of formats.
+
+A format knows how its model writes a call (the markers around it and how the
+name and arguments sit inside) and how to force one with a grammar. Parsers take
+the reply as it streams, in pieces cut anywhere, and separate the answer text from
+whole tool calls; markup never reaches the text.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import string
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from deepwell.errors import ConfigurationError
+
+_ID_ALPHABET = string.ascii_letters + string.digits
+
+
+def call_id(index: int) -> str:
+    """A DeepSeek-style tool-call id: ``call_<2-digit index>_<24 alphanumerics>``."""
+    tail = "".join(secrets.choice(_ID_ALPHABET) for _ in range(24))
+    return f"call_{index:02d}_{tail}"
+
+
+@dataclass(frozen=True, slots=True)
+class ParsedCall:
+    name: str
+    arguments: str  # a JSON object, serialised
+
+
+Segment = str | ParsedCall
+
+
+def _grammar_literal(text: str) -> str:
+    return json.dumps(text, ensure_ascii=False)
+
+
+@dataclass(frozen=True, slots=True)
+class ToolCallFormat:
+    """How a model family writes tool calls.
+
+    Every call sits between ``open`` and ``close``; ``decode`` reads the text in
+    between. ``ignore`` are markers around a group of calls, dropped from the text.
+    ``call_rule`` writes the GBNF expression of one call to ``name`` whose arguments
+    follow the rule ``arguments``; calls in a row are separated by ``separator``.
+    """
+
+    name: str
+    open: str
+    close: str
+    decode: Callable[[str], ParsedCall | None]
+    call_rule: Callable[[str, str], str]
+    separator: str = ""
+    ignore: tuple[str, ...] = ()
+    group_open: str = ""
+    group_close: str = ""
+
+    def parser(self) -> ToolCallParser:
+        return ToolCallParser(self)
+
+
+class ToolCallParser:
+    """Splits a streamed reply into answer text and whole tool calls.
+
+    ``feed`` returns what is decided so far, in order: text that cannot be the start
+    of a marker, and calls whose closing marker has arrived. Whitespace that only
+    separates calls (or text from calls) is dropped. A call that does not decode is
+    given back as text without its markers.
+    """
+
+    def __init__(self, fmt: ToolCallFormat) -> None:
+        self._fmt = fmt
+        self._markers = (fmt.open, *fmt.ignore)
+        self._buffer = ""
+        self._inside = False
+        self._blank = ""  # whitespace held until non-blank text follows
+        self.calls = 0
+
+    def feed(self, text: str) -> list[Segment]:
+        self._buffer += text
+        out: list[Segment] = []
+        while self._step(out):
+            pass
+        return out
+
+    def flush(self) -> list[Segment]:
+        out: list[Segment] = []
+        rest, self._buffer = self._buffer, ""
+        if self._inside:
+            self._inside = False
+            self._add_call(rest, out)
+        else:
+            self._add_text(rest, out)
+        if self._blank and not self.calls:
+            out.append(self._blank)
+        self._blank = ""
+        return out
+
+    def _step(self, out: list[Segment]) -> bool:
+        """Consume what can be decided; True while progress is possible."""
+        if self._inside:
+            end = self._buffer.find(self._fmt.close)
+            if end < 0:
+                return False
+            body = self._buffer[:end]
+            self._buffer = self._buffer[end + len(self._fmt.close) :]
+            self._inside = False
+            self._add_call(body, out)
+            return True
+        found = _first_marker(self._buffer, self._markers)
+        if found is None:
+            keep = _partial_marker(self._buffer, self._markers)
+            self._add_text(self._buffer[: len(self._buffer) - keep], out)
+            self._buffer = self._buffer[len(self._buffer) - keep :]
+            return False
+        at, marker = found
+        self._add_text(self._buffer[:at], out)
+        self._buffer = self._buffer[at + len(marker) :]
+        if marker == self._fmt.open:
+            self._inside = True
+            self._blank = ""
+        return True
+
+    def _add_text(self, text: str, out: list[Segment]) -> None:
+        if not text:
+            return
+        if not text.strip():
+            self._blank += text
+            return
+        body = text.rstrip()
+        out.append(self._blank + body)
+        self._blank = text[len(body) :]
+
+    def _add_call(self, body: str, out: list[Segment]) -> None:
+        call = self._fmt.decode(body)
+        if call is None:
+            self._add_text(body.strip(), out)
+            return
+        self._blank = ""
+        self.calls += 1
+        out.append(call)
+
+
+def _first_marker(buffer: str, markers: tuple[str, ...]) -> tuple[int, str] | None:
+    hits = [(i, m) for m in markers if (i := buffer.find(m)) >= 0]
+    return min(hits) if hits else None
+
+
+def _partial_marker(buffer: str, markers: tuple[str, ...]) -> int:
+    """Length of the longest suffix of ``buffer`` that begins one of ``markers``."""
+    longest = 0
+    for marker in markers:
+        for n in range(min(len(marker) - 1, len(buffer)), longest, -1):
+            if marker.startswith(buffer[-n:]):
+                longest = n
+                break
+    return longest
+
+
+def _arguments_json(value: object) -> str | None:
+    """Arguments as a JSON object string; a string holding a JSON object is accepted."""
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except ValueError:
+            return None
+    if value is None:
+        value = {}
+    if not isinstance(value, dict):
+        return None
+    return json.dumps(value, ensure_ascii=False)
+
+
+# -- Hermes / Qwen: <tool_call>\n{"name": ..., "arguments": {...}}\n</tool_call> ------
+
+
+def _decode_hermes(body: str) -> ParsedCall | None:
+    try:
+        data = json.loads(body)
+    except ValueError:
+        return None
+    if not isinstance(data, dict) or not isinstance(data.get("name"), str):
+        return None
+    arguments = _arguments_json(data.get("arguments", data.get("parameters")))
+    return None if arguments is None else ParsedCall(data["name"], arguments)
+
+
+def _hermes_rule(name: str, arguments: str) -> str:
+    head = _grammar_literal(f'<tool_call>\n{{"name": "{name}", "arguments": ')
+    return f"{head} {arguments} {_grammar_literal('}' + chr(10) + '</tool_call>')}"
+
+
+HERMES = ToolCallFormat(
+    name="hermes",
+    open="<tool_call>",
+    close="</tool_call>",
+    decode=_decode_hermes,
+    call_rule=_hermes_rule,
+    separator="\n",
+)
+
+
+# -- DeepSeek V3.1+: <|tool_call_begin|>name<|tool_sep|>{...}<|tool_call_end|> -----------
+# (the bars are U+FF5C and the underscores U+2581 in the real markers)
+
+
+def _ds(name: str) -> str:
+    return "<\uff5c" + name.replace("_", "\u2581") + "\uff5c>"
+
+
+_DS_CALLS_BEGIN = _ds("tool_calls_begin")
+_DS_CALLS_END = _ds("tool_calls_end")
+_DS_CALL_BEGIN = _ds("tool_call_begin")
+_DS_CALL_END = _ds("tool_call_end")
+_DS_SEP = _ds("tool_sep")
+
+
+def _decode_deepseek(body: str) -> ParsedCall | None:
+    name, sep, arguments = body.partition(_DS_SEP)
+    name = name.strip()
+    if not sep or not name:
+        return None
+    parsed = _arguments_json(arguments.strip() or "{}")
+    return None if parsed is None else ParsedCall(name, parsed)
+
+
+def _deepseek_rule(name: str, arguments: str) -> str:
+    head = _grammar_literal(f"{_DS_CALL_BEGIN}{name}{_DS_SEP}")
+    return f"{head} {arguments} {_grammar_literal(_DS_CALL_END)}"
+
+
+DEEPSEEK = ToolCallFormat(
+    name="deepseek",
+    open=_DS_CALL_BEGIN,
+    close=_DS_CALL_END,
+    decode=_decode_deepseek,
+    call_rule=_deepseek_rule,
+    ignore=(_DS_CALLS_BEGIN, _DS_CALLS_END),
+    group_open=_DS_CALLS_BEGIN,
+    group_close=_DS_CALLS_END,
+)
+
+
+FORMATS: dict[str, ToolCallFormat] = {fmt.name: fmt for fmt in (HERMES, DEEPSEEK)}
+
+
+def tool_format(name: str) -> ToolCallFormat:
+    """The format registered under ``name`` (a backing model's ``tool_format``)."""
+    try:
+        return FORMATS[name]
+    except KeyError:
+        raise ConfigurationError(
+            f"unknown tool-call format {name!r}; known: {', '.join(sorted(FORMATS))}"
+        ) from None
