@@ -21,7 +21,7 @@ from deepwell.engine.llamacpp.model import LlamaModel
 from deepwell.engine.llamacpp.sampler import GrammarError, build_chain, free_chain
 from deepwell.engine.llamacpp.scheduler import End, Output, Scheduler, Sequence
 from deepwell.engine.text import StopMatcher, Utf8Stream
-from deepwell.errors import InvalidRequest
+from deepwell.errors import EngineFailure, InvalidRequest
 from deepwell.settings import EngineSettings
 
 DEFAULT_BLOCK = 64
@@ -60,6 +60,8 @@ class LlamaCppEngine:
         return self._model.tokenize(text, special=special)
 
     async def generate(self, request: EngineRequest) -> AsyncGenerator[EngineEvent, None]:
+        if self._scheduler.failed:
+            raise EngineFailure("The engine has stopped after an internal error.")
         try:
             chain = build_chain(request.sampling, vocab=self._model.vocab, grammar=request.grammar)
         except GrammarError as exc:
