@@ -13,6 +13,7 @@ import secrets
 import string
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Literal
 
 from deepwell.errors import ConfigurationError
 
@@ -57,9 +58,12 @@ class ToolCallFormat:
     ignore: tuple[str, ...] = ()
     group_open: str = ""
     group_close: str = ""
+    bare: bool = False
 
-    def parser(self) -> ToolCallParser:
-        return ToolCallParser(self)
+    def parser(self, names: frozenset[str] = frozenset()) -> ToolCallParser:
+        """A parser for one reply; with ``bare``, a reply (or what follows a call) that
+        is only a JSON call to one of ``names``, fenced or not, counts as a call too."""
+        return ToolCallParser(self, names if self.bare else frozenset())
 
 
 class ToolCallParser:
@@ -68,14 +72,17 @@ class ToolCallParser:
     ``feed`` returns what is decided so far, in order: text that cannot be the start
     of a marker, and calls whose closing marker has arrived. Whitespace that only
     separates calls (or text from calls) is dropped. A call that does not decode is
-    given back as text without its markers.
+    given back as text without its markers. Bare calls (see ``ToolCallFormat.parser``)
+    are held back until their JSON object closes.
     """
 
-    def __init__(self, fmt: ToolCallFormat) -> None:
+    def __init__(self, fmt: ToolCallFormat, names: frozenset[str] = frozenset()) -> None:
         self._fmt = fmt
         self._markers = (fmt.open, *fmt.ignore)
+        self._names = names
         self._buffer = ""
         self._inside = False
+        self._open = True  # nothing but blanks and calls so far: a bare call may come
         self._blank = ""  # whitespace held until non-blank text follows
         self.calls = 0
 
@@ -92,7 +99,7 @@ class ToolCallParser:
         if self._inside:
             self._inside = False
             self._add_call(rest, out)
-        else:
+        elif not self._bare_call(rest, out, final=True):
             self._add_text(rest, out)
         if self._blank and not self.calls:
             out.append(self._blank)
@@ -110,6 +117,12 @@ class ToolCallParser:
             self._inside = False
             self._add_call(body, out)
             return True
+        if self._names and self._open:
+            decided = self._bare_call(self._buffer, out, final=False)
+            if decided is None:
+                return False
+            if decided:
+                return True
         found = _first_marker(self._buffer, self._markers)
         if found is None:
             keep = _partial_marker(self._buffer, self._markers)
@@ -124,12 +137,35 @@ class ToolCallParser:
             self._blank = ""
         return True
 
+    def _bare_call(self, text: str, out: list[Segment], *, final: bool) -> bool | None:
+        """A bare call at the start of ``text``: True when taken (the rest stays in the
+        buffer), False when there is none, None when more text must come first."""
+        if not self._names or not self._open or not text.strip():
+            return False
+        lead = text.lstrip()
+        if lead[0] not in "{`":
+            self._open = False
+            return False
+        found = _bare_object(lead, final=final)
+        if found is None:
+            return None
+        call = self._fmt.decode(found[0]) if found is not False else None
+        if found is False or call is None or call.name not in self._names:
+            self._open = False
+            return False
+        self._buffer = found[1]
+        self._blank = ""
+        self.calls += 1
+        out.append(call)
+        return True
+
     def _add_text(self, text: str, out: list[Segment]) -> None:
         if not text:
             return
         if not text.strip():
             self._blank += text
             return
+        self._open = False
         body = text.rstrip()
         out.append(self._blank + body)
         self._blank = text[len(body) :]
@@ -140,8 +176,65 @@ class ToolCallParser:
             self._add_text(body.strip(), out)
             return
         self._blank = ""
+        self._open = True
         self.calls += 1
         out.append(call)
+
+
+_FENCE = "```"
+
+
+def _bare_object(text: str, *, final: bool) -> tuple[str, str] | Literal[False] | None:
+    """A JSON object that ``text`` opens with, in a Markdown fence or not, as
+    ``(object, rest)``; False when there is none; None when more text must come."""
+    body = text
+    fenced = text.startswith(_FENCE)
+    if fenced:
+        newline = text.find("\n")
+        if newline < 0:
+            return False if final else None
+        body = text[newline + 1 :].lstrip()
+    elif _FENCE.startswith(text):
+        return False if final else None
+    if not body:
+        return False if final else None
+    if body[0] != "{":
+        return False
+    end = _object_end(body)
+    if end is None:
+        return False if final else None
+    rest = body[end:]
+    if fenced:
+        tail = rest.lstrip()
+        if tail.startswith(_FENCE):
+            rest = tail[len(_FENCE) :]
+        elif _FENCE.startswith(tail) and not final:
+            return None
+    return body[:end], rest
+
+
+def _object_end(text: str) -> int | None:
+    """Where the JSON object ``text`` starts with ends (strings respected)."""
+    depth = 0
+    in_string = escaped = False
+    for i, char in enumerate(text):
+        if in_string:
+            if escaped:
+                escaped = False
+            elif char == "\\":
+                escaped = True
+            elif char == '"':
+                in_string = False
+            continue
+        if char == '"':
+            in_string = True
+        elif char in "{[":
+            depth += 1
+        elif char in "}]":
+            depth -= 1
+            if depth == 0:
+                return i + 1
+    return None
 
 
 def _first_marker(buffer: str, markers: tuple[str, ...]) -> tuple[int, str] | None:
@@ -200,6 +293,7 @@ HERMES = ToolCallFormat(
     decode=_decode_hermes,
     call_rule=_hermes_rule,
     separator="\n",
+    bare=True,
 )
 
 

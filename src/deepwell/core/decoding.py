@@ -13,7 +13,7 @@ from collections.abc import AsyncGenerator
 from contextlib import aclosing
 from dataclasses import dataclass, replace
 
-from deepwell.chat.toolcalls import ParsedCall, ToolCallFormat, call_id
+from deepwell.chat.toolcalls import ParsedCall, ToolCallFormat, ToolCallParser, call_id
 from deepwell.core.events import (
     Event,
     Finished,
@@ -52,6 +52,7 @@ class Plan:
     request: EngineRequest
     think: ThinkStep | None = None
     tools: ToolCallFormat | None = None
+    tool_names: frozenset[str] = frozenset()
 
 
 @dataclass(slots=True)
@@ -98,7 +99,8 @@ async def decode(engine: Engine, plan: Plan) -> AsyncGenerator[Event, None]:
                 yield Finished(done.reason, tally.usage())
                 return
         answer = _answer_request(engine, plan.request, plan.think, "".join(reasoning), done)
-    async with aclosing(_answer(engine, answer, plan.tools, tally)) as events:
+    parser = plan.tools.parser(plan.tool_names) if plan.tools is not None else None
+    async with aclosing(_answer(engine, answer, parser, tally)) as events:
         async for event in events:
             yield event
 
@@ -142,9 +144,8 @@ def _answer_request(
 
 
 async def _answer(
-    engine: Engine, request: EngineRequest, fmt: ToolCallFormat | None, tally: _Tally
+    engine: Engine, request: EngineRequest, parser: ToolCallParser | None, tally: _Tally
 ) -> AsyncGenerator[Event, None]:
-    parser = fmt.parser() if fmt is not None else None
     calls = 0
     pending: list[TokenLogprob] = []
     async with aclosing(engine.generate(request)) as events:

@@ -31,6 +31,7 @@ class Draft:
     think: ThinkStep | None
     grammar: str | None
     tools: ToolCallFormat | None
+    tool_names: frozenset[str] = frozenset()
 
     def plan(
         self, *, max_tokens: int, stop: tuple[str, ...], namespace: str, logprobs: int | None
@@ -49,7 +50,7 @@ class Draft:
             grammar=self.grammar,
             logprobs=logprobs,
         )
-        return Plan(request, think, self.tools)
+        return Plan(request, think, self.tools, self.tool_names)
 
 
 def draft(
@@ -79,6 +80,7 @@ def draft(
         think=think,
         grammar=_grammar(request, choice, fmt),
         tools=fmt,
+        tool_names=frozenset(tool.name for tool in offered),
     )
 
 
