@@ -181,3 +181,27 @@ def test_prefix_outside_beta_is_a_400_that_points_to_beta(server: Server) -> Non
             max_tokens=4,
         )
     assert "/beta" in caught.value.message
+
+
+def test_prefix_completion_in_thinking_mode_continues_the_reasoning(server: Server) -> None:
+    start = {
+        "role": "assistant",
+        "content": "```python\n",
+        "reasoning_content": "Simple: x*x.",
+        "prefix": True,
+    }
+    response = server.client("/beta").chat.completions.create(
+        model=MODEL,
+        messages=[PREFIX_MESSAGES[0], start],  # type: ignore[list-item]
+        stop=["```"],
+        max_tokens=120,
+        seed=7,
+    )
+
+    message = response.choices[0].message
+    reasoning = (message.model_extra or {}).get("reasoning_content")
+    assert isinstance(reasoning, str)
+    assert not reasoning.startswith("Simple: x*x.")
+    assert message.content is not None
+    assert "```" not in message.content
+    assert not message.content.startswith("python")
