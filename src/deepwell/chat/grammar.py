@@ -156,34 +156,65 @@ def tool_calls_grammar(tools: Sequence[Tool], fmt: ToolCallFormat, *, strict_sch
     ``SchemaError`` when ``strict_schemas``; otherwise that tool's arguments may be
     any JSON object.
     """
-    converter = _Converter()
-    calls = [_call_rule(converter, i, tool, fmt, strict_schemas) for i, tool in enumerate(tools)]
-    separator = f"{_literal(fmt.separator)} " if fmt.separator else ""
-    body = f"call ({separator}call)*"
-    if fmt.group_open:
-        body = f"{_literal(fmt.group_open)} {body} {_literal(fmt.group_close)}"
-    return "\n".join([f"root ::= {body}", f"call ::= {' | '.join(calls)}", converter.rules()])
+    return "\n".join(["root ::= calls", *_calls_rules(tools, fmt, strict=strict_schemas)])
 
 
 def text_or_tool_calls_grammar(tools: Sequence[Tool], fmt: ToolCallFormat) -> str:
     """Free text without the call marker, then optionally calls with schema-valid
-    arguments: ``tool_choice: auto`` with strict tools."""
-    calls = tool_calls_grammar(tools, fmt, strict_schemas=True)
-    calls = calls.replace("root ::= ", "calls ::= ", 1)
+    arguments: ``tool_choice: auto`` with strict tools.
+
+    For formats that also take bare JSON calls, a reply that opens like one (with
+    ``{``, a fence or blank space) must be schema-valid bare calls.
+    """
     opener = fmt.group_open or fmt.open
-    return "\n".join(["root ::= text (calls)?", *_text_without(opener), calls])
+    rules = [*_text_without(opener), *_calls_rules(tools, fmt, strict=True, bare=fmt.bare)]
+    if not fmt.bare:
+        return "\n".join(["root ::= text (calls)?", *rules])
+    first = _char_class_except(set(opener[0] + "{`" + _BLANK))
+    plain = f"plain ::= | {_literal(opener[0])} text-1 | {first} text-0"
+    return "\n".join(["root ::= bare-calls | plain (calls)?", plain, *rules])
 
 
-def _call_rule(
-    converter: _Converter, index: int, tool: Tool, fmt: ToolCallFormat, strict: bool
-) -> str:
+_BLANK = " \t\r\n"
+
+
+def _calls_rules(
+    tools: Sequence[Tool], fmt: ToolCallFormat, *, strict: bool, bare: bool = False
+) -> list[str]:
+    """Rules ``calls`` (and ``bare-calls``: JSON calls without markers) and theirs."""
+    converter = _Converter()
+    arguments = [_arguments_rule(converter, i, tool, strict) for i, tool in enumerate(tools)]
+    calls = [fmt.call_rule(tool.name, rule) for tool, rule in zip(tools, arguments, strict=True)]
+    separator = f"{_literal(fmt.separator)} " if fmt.separator else ""
+    body = f"call ({separator}call)*"
+    if fmt.group_open:
+        body = f"{_literal(fmt.group_open)} {body} {_literal(fmt.group_close)}"
+    rules = [f"calls ::= {body}", f"call ::= {_alternatives(calls)}"]
+    if bare:
+        objects = [_bare_rule(tool.name, rule) for tool, rule in zip(tools, arguments, strict=True)]
+        rules += [
+            'bare-calls ::= [ \\t\\r\\n]* bare-call ("\\n" bare-call)*',
+            f"bare-call ::= {_alternatives(objects)}",
+        ]
+    return [*rules, converter.rules()]
+
+
+def _alternatives(rules: list[str]) -> str:
+    return " | ".join(f"( {rule} )" for rule in rules)
+
+
+def _bare_rule(name: str, arguments: str) -> str:
+    head = _literal(f'{{"name": "{name}", "arguments": ')
+    return f"{head} {arguments} {_literal('}')}"
+
+
+def _arguments_rule(converter: _Converter, index: int, tool: Tool, strict: bool) -> str:
     try:
-        arguments = converter.add(_arguments_schema(tool), f"tool{index}-arguments")
+        return converter.add(_arguments_schema(tool), f"tool{index}-arguments")
     except SchemaError:
         if strict:
             raise
-        arguments = converter.add(_ANY_OBJECT, f"tool{index}-arguments")
-    return f"( {fmt.call_rule(tool.name, arguments)} )"
+        return converter.add(_ANY_OBJECT, f"tool{index}-arguments")
 
 
 def _literal(text: str) -> str:
@@ -220,6 +251,8 @@ def _char_class_except(chars: set[str]) -> str:
 
 
 def _class_char(char: str) -> str:
+    if char in "\t\r\n":
+        return {"\t": "\\t", "\r": "\\r", "\n": "\\n"}[char]
     if char in "]\\^-[":
-        return "\\" + char
+        return f"\\x{ord(char):02X}"
     return char

@@ -15,6 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
 
+from deepwell.chat.markers import first_marker, partial_marker
 from deepwell.errors import ConfigurationError
 
 _ID_ALPHABET = string.ascii_letters + string.digits
@@ -123,9 +124,9 @@ class ToolCallParser:
                 return False
             if decided:
                 return True
-        found = _first_marker(self._buffer, self._markers)
+        found = first_marker(self._buffer, self._markers)
         if found is None:
-            keep = _partial_marker(self._buffer, self._markers)
+            keep = partial_marker(self._buffer, self._markers)
             self._add_text(self._buffer[: len(self._buffer) - keep], out)
             self._buffer = self._buffer[len(self._buffer) - keep :]
             return False
@@ -235,22 +236,6 @@ def _object_end(text: str) -> int | None:
             if depth == 0:
                 return i + 1
     return None
-
-
-def _first_marker(buffer: str, markers: tuple[str, ...]) -> tuple[int, str] | None:
-    hits = [(i, m) for m in markers if (i := buffer.find(m)) >= 0]
-    return min(hits) if hits else None
-
-
-def _partial_marker(buffer: str, markers: tuple[str, ...]) -> int:
-    """Length of the longest suffix of ``buffer`` that begins one of ``markers``."""
-    longest = 0
-    for marker in markers:
-        for n in range(min(len(marker) - 1, len(buffer)), longest, -1):
-            if marker.startswith(buffer[-n:]):
-                longest = n
-                break
-    return longest
 
 
 def _arguments_json(value: object) -> str | None:

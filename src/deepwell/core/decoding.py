@@ -13,6 +13,7 @@ from collections.abc import AsyncGenerator
 from contextlib import aclosing
 from dataclasses import dataclass, replace
 
+from deepwell.chat.markers import MarkerFilter
 from deepwell.chat.toolcalls import ParsedCall, ToolCallFormat, ToolCallParser, call_id
 from deepwell.core.events import (
     Event,
@@ -23,7 +24,7 @@ from deepwell.core.events import (
     ToolCallDelta,
     Usage,
 )
-from deepwell.engine.base import Done, Engine, EngineRequest, TokenLogprob
+from deepwell.engine.base import Done, Engine, EngineRequest, Piece, TokenLogprob
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,7 +33,8 @@ class ThinkStep:
 
     The answer follows ``close`` after a reasoning that ended by itself, and
     ``close_early`` after one cut by the budget; then ``answer_prefix`` (chat prefix
-    completion), which the answer continues.
+    completion), which the answer continues. ``drop`` are the think markers, kept out
+    of the answer's text.
     """
 
     budget: int
@@ -40,6 +42,7 @@ class ThinkStep:
     close: str
     close_early: str
     answer_prefix: str = ""
+    drop: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,7 +103,8 @@ async def decode(engine: Engine, plan: Plan) -> AsyncGenerator[Event, None]:
                 return
         answer = _answer_request(engine, plan.request, plan.think, "".join(reasoning), done)
     parser = plan.tools.parser(plan.tool_names) if plan.tools is not None else None
-    async with aclosing(_answer(engine, answer, parser, tally)) as events:
+    reader = _AnswerReader(parser, plan.think.drop if plan.think is not None else ())
+    async with aclosing(_answer(engine, answer, reader, tally)) as events:
         async for event in events:
             yield event
 
@@ -144,48 +148,72 @@ def _answer_request(
 
 
 async def _answer(
-    engine: Engine, request: EngineRequest, parser: ToolCallParser | None, tally: _Tally
+    engine: Engine, request: EngineRequest, reader: _AnswerReader, tally: _Tally
 ) -> AsyncGenerator[Event, None]:
-    calls = 0
-    pending: list[TokenLogprob] = []
     async with aclosing(engine.generate(request)) as events:
         async for event in events:
-            if isinstance(event, Done):
-                if parser is not None:
-                    for out in _segments(parser.flush(), pending, calls):
-                        calls += isinstance(out, ToolCallDelta)
-                        yield out
-                tally.answer = event.completion_tokens
-                if tally.prompt is None:
-                    tally.prompt = event.prompt_tokens
-                if tally.cached is None:
-                    tally.cached = event.cached_tokens
-                yield Finished(_reason(event, calls), tally.usage())
-                return
-            if parser is None:
-                if event.text or event.logprobs:
-                    yield TextDelta(event.text, event.logprobs)
+            if not isinstance(event, Done):
+                for out in reader.feed(event):
+                    yield out
                 continue
-            pending.extend(event.logprobs)
-            for out in _segments(parser.feed(event.text), pending, calls):
-                calls += isinstance(out, ToolCallDelta)
+            for out in reader.flush():
                 yield out
+            tally.answer = event.completion_tokens
+            if tally.prompt is None:
+                tally.prompt = event.prompt_tokens
+            if tally.cached is None:
+                tally.cached = event.cached_tokens
+            yield Finished(_reason(event, reader.calls), tally.usage())
+            return
 
 
-def _segments(
-    segments: list[str | ParsedCall], pending: list[TokenLogprob], calls: int
-) -> list[TextDelta | ToolCallDelta]:
-    """Parser output as events: text takes the logprobs gathered so far, a call (its
-    markup's tokens are no answer text) drops them."""
-    out: list[TextDelta | ToolCallDelta] = []
-    for segment in segments:
-        if isinstance(segment, str):
-            out.append(TextDelta(segment, tuple(pending)))
-        else:
-            index = calls + sum(isinstance(o, ToolCallDelta) for o in out)
-            out.append(ToolCallDelta(index, call_id(index), segment.name, segment.arguments))
-        pending.clear()
-    return out
+class _AnswerReader:
+    """Turns the answer's pieces into text deltas and tool calls.
+
+    ``drop`` markers (a think block's, which a model may write again in its answer)
+    never reach the text. Text takes the logprobs of the tokens gathered so far; a
+    call drops them (its markup is no answer text).
+    """
+
+    def __init__(self, parser: ToolCallParser | None, drop: tuple[str, ...]) -> None:
+        self._parser = parser
+        self._filter = MarkerFilter(drop) if drop else None
+        self._pending: list[TokenLogprob] = []
+        self.calls = 0
+
+    def feed(self, piece: Piece) -> list[TextDelta | ToolCallDelta]:
+        text = self._filter.feed(piece.text) if self._filter is not None else piece.text
+        self._pending.extend(piece.logprobs)
+        if self._parser is None:
+            return self._text([text])
+        return self._events(self._parser.feed(text))
+
+    def flush(self) -> list[TextDelta | ToolCallDelta]:
+        tail = self._filter.flush() if self._filter is not None else ""
+        if self._parser is None:
+            return self._text([tail])
+        return self._events([*self._parser.feed(tail), *self._parser.flush()])
+
+    def _text(self, texts: list[str]) -> list[TextDelta | ToolCallDelta]:
+        text = "".join(texts)
+        if not text and not self._pending:
+            return []
+        delta = TextDelta(text, tuple(self._pending))
+        self._pending.clear()
+        return [delta]
+
+    def _events(self, segments: list[str | ParsedCall]) -> list[TextDelta | ToolCallDelta]:
+        out: list[TextDelta | ToolCallDelta] = []
+        for segment in segments:
+            if isinstance(segment, str):
+                out.append(TextDelta(segment, tuple(self._pending)))
+            else:
+                out.append(
+                    ToolCallDelta(self.calls, call_id(self.calls), segment.name, segment.arguments)
+                )
+                self.calls += 1
+            self._pending.clear()
+        return out
 
 
 def _reason(done: Done, calls: int) -> FinishReason:

@@ -118,7 +118,8 @@ def _prompt(
     opened = text + think_opening(text, spec)
     if prefix is not None:
         opened += prefix.reasoning_content or ""
-    think = ThinkStep(budget, spec.end, spec.close, spec.close_early, _content(prefix))
+    drop = tuple(m for m in (spec.open.strip(), spec.end.strip()) if m)
+    think = ThinkStep(budget, spec.end, spec.close, spec.close_early, _content(prefix), drop)
     return opened, think
 
 
