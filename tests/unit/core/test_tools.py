@@ -113,7 +113,7 @@ def test_the_supported_subset_passes() -> None:
         (
             obj(a={"type": "array", "items": {"type": "integer", "uniqueItems": True}}),
             "`uniqueItems`",
-            "parameters.properties.a",
+            "parameters.properties.a.items",
         ),
     ],
 )
