@@ -18,6 +18,8 @@ import openai
 import pytest
 
 STARTUP_TIMEOUT_S = 180
+# Thinking mode is on by default for the V4 ids; tests of plain answers turn it off.
+PLAIN = {"thinking": {"type": "disabled"}}
 # A small context keeps the oversize-prompt test cheap; everything else fits easily.
 TEST_CONTEXT = 8192
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import openai
 import pytest
 
-from tests.e2e.conftest import Server, create_key, running_server, server_env
+from tests.e2e.conftest import PLAIN, Server, create_key, running_server, server_env
 
 pytestmark = pytest.mark.e2e
 
@@ -28,6 +28,7 @@ def document(seed: int, words: int) -> str:
 
 def ask(client: openai.OpenAI, text: str, question: str = "Which word comes first?") -> tuple:
     reply = client.chat.completions.create(
+        extra_body=PLAIN,
         model=MODEL,
         messages=[{"role": "user", "content": f"{text}\n\n{question}"}],
         max_tokens=4,

@@ -9,7 +9,7 @@ import httpx
 import openai
 import pytest
 
-from tests.e2e.conftest import TEST_CONTEXT, Server
+from tests.e2e.conftest import PLAIN, TEST_CONTEXT, Server
 
 pytestmark = pytest.mark.e2e
 
@@ -18,7 +18,9 @@ HELLO = [{"role": "user", "content": "Say hello in five words."}]
 
 
 def test_non_stream_answer_has_deepseek_shape(server: Server) -> None:
-    response = server.client().chat.completions.create(model=MODEL, messages=HELLO, max_tokens=16)
+    response = server.client().chat.completions.create(
+        extra_body=PLAIN, model=MODEL, messages=HELLO, max_tokens=16
+    )
 
     assert uuid.UUID(response.id)
     assert response.object == "chat.completion"
@@ -44,7 +46,7 @@ def test_non_stream_answer_has_deepseek_shape(server: Server) -> None:
 def test_v1_and_beta_bases_serve_chat(server: Server) -> None:
     for path in ("/v1", "/beta"):
         response = server.client(path).chat.completions.create(
-            model=MODEL, messages=HELLO, max_tokens=2
+            extra_body=PLAIN, model=MODEL, messages=HELLO, max_tokens=2
         )
         assert response.choices[0].message.content
 
@@ -52,7 +54,7 @@ def test_v1_and_beta_bases_serve_chat(server: Server) -> None:
 def test_stream_chunks_in_order_with_usage_last(server: Server) -> None:
     chunks = list(
         server.client().chat.completions.create(
-            model=MODEL, messages=HELLO, max_tokens=8, stream=True
+            extra_body=PLAIN, model=MODEL, messages=HELLO, max_tokens=8, stream=True
         )
     )
 
@@ -68,7 +70,7 @@ def test_stream_chunks_in_order_with_usage_last(server: Server) -> None:
 
 
 def test_stream_raw_bytes_end_with_done(server: Server) -> None:
-    body = {"model": MODEL, "messages": HELLO, "max_tokens": 4, "stream": True}
+    body = {"model": MODEL, "messages": HELLO, "max_tokens": 4, "stream": True, **PLAIN}
     headers = {"Authorization": f"Bearer {server.key}"}
     with httpx.stream(
         "POST", f"{server.base_url}/chat/completions", json=body, headers=headers, timeout=60
@@ -85,7 +87,9 @@ def test_stream_raw_bytes_end_with_done(server: Server) -> None:
 
 
 def test_max_tokens_one_is_length(server: Server) -> None:
-    response = server.client().chat.completions.create(model=MODEL, messages=HELLO, max_tokens=1)
+    response = server.client().chat.completions.create(
+        extra_body=PLAIN, model=MODEL, messages=HELLO, max_tokens=1
+    )
 
     assert response.choices[0].finish_reason == "length"
     assert response.usage is not None
@@ -95,7 +99,7 @@ def test_max_tokens_one_is_length(server: Server) -> None:
 def test_stop_sequence_ends_the_answer(server: Server) -> None:
     messages = [{"role": "user", "content": "List the numbers from 1 to 9, separated by commas."}]
     response = server.client().chat.completions.create(
-        model=MODEL, messages=messages, max_tokens=40, temperature=0, stop=["5"]
+        extra_body=PLAIN, model=MODEL, messages=messages, max_tokens=40, temperature=0, stop=["5"]
     )
 
     content = response.choices[0].message.content or ""
@@ -109,7 +113,9 @@ def test_temperature_zero_is_deterministic(server: Server) -> None:
     messages = [{"role": "user", "content": "Name three rivers."}]
     answers = {
         server.client()
-        .chat.completions.create(model=MODEL, messages=messages, max_tokens=12, temperature=0)
+        .chat.completions.create(
+            extra_body=PLAIN, model=MODEL, messages=messages, max_tokens=12, temperature=0
+        )
         .choices[0]
         .message.content
         for _ in range(2)
@@ -125,7 +131,7 @@ def test_models_lists_current_ids(server: Server) -> None:
 def test_unknown_key_is_401(server: Server) -> None:
     client = openai.OpenAI(api_key="sk-wrongkey0000", base_url=server.base_url, max_retries=0)
     with pytest.raises(openai.AuthenticationError) as caught:
-        client.chat.completions.create(model=MODEL, messages=HELLO, max_tokens=1)
+        client.chat.completions.create(extra_body=PLAIN, model=MODEL, messages=HELLO, max_tokens=1)
     assert caught.value.status_code == 401
     assert "****0000 is invalid" in caught.value.message
 
@@ -138,7 +144,9 @@ def test_missing_key_is_401(server: Server) -> None:
 
 def test_unknown_model_is_400(server: Server) -> None:
     with pytest.raises(openai.BadRequestError) as caught:
-        server.client().chat.completions.create(model="gpt-4o", messages=HELLO, max_tokens=1)
+        server.client().chat.completions.create(
+            extra_body=PLAIN, model="gpt-4o", messages=HELLO, max_tokens=1
+        )
     assert caught.value.status_code == 400
     assert "Model Not Exist" in caught.value.message
 
@@ -147,7 +155,10 @@ def test_oversize_prompt_is_400(server: Server) -> None:
     long = "word " * (TEST_CONTEXT + 100)
     with pytest.raises(openai.BadRequestError) as caught:
         server.client().chat.completions.create(
-            model=MODEL, messages=[{"role": "user", "content": long}], max_tokens=10
+            extra_body=PLAIN,
+            model=MODEL,
+            messages=[{"role": "user", "content": long}],
+            max_tokens=10,
         )
     message = caught.value.message
     assert f"maximum context length is {TEST_CONTEXT} tokens" in message
@@ -156,7 +167,9 @@ def test_oversize_prompt_is_400(server: Server) -> None:
 
 def test_max_tokens_out_of_range_is_400(server: Server) -> None:
     with pytest.raises(openai.BadRequestError) as caught:
-        server.client().chat.completions.create(model=MODEL, messages=HELLO, max_tokens=0)
+        server.client().chat.completions.create(
+            extra_body=PLAIN, model=MODEL, messages=HELLO, max_tokens=0
+        )
     assert "Invalid max_tokens value, the valid range of max_tokens is [1, 8192]" in (
         caught.value.message
     )
@@ -188,7 +201,7 @@ def test_malformed_bodies_get_the_envelope(
 
 
 def test_disconnect_mid_stream_frees_the_sequence(server: Server) -> None:
-    body = {"model": MODEL, "messages": HELLO, "max_tokens": 400, "stream": True}
+    body = {"model": MODEL, "messages": HELLO, "max_tokens": 400, "stream": True, **PLAIN}
     headers = {"Authorization": f"Bearer {server.key}"}
     with httpx.stream(
         "POST", f"{server.base_url}/chat/completions", json=body, headers=headers, timeout=60
@@ -199,5 +212,7 @@ def test_disconnect_mid_stream_frees_the_sequence(server: Server) -> None:
 
     assert server.busy_after_settling() == 0
 
-    after = server.client().chat.completions.create(model=MODEL, messages=HELLO, max_tokens=3)
+    after = server.client().chat.completions.create(
+        extra_body=PLAIN, model=MODEL, messages=HELLO, max_tokens=3
+    )
     assert after.choices[0].message.content

@@ -11,7 +11,7 @@ import httpx
 import openai
 import pytest
 
-from tests.e2e.conftest import Server
+from tests.e2e.conftest import PLAIN, Server
 
 pytestmark = pytest.mark.e2e
 
@@ -37,7 +37,12 @@ async def _stream(
 ) -> tuple[str, str, int, int]:
     """(content, finish_reason, prompt_tokens, completion_tokens) of one streamed answer."""
     stream = await client.chat.completions.create(
-        model=MODEL, messages=_messages(prompt), max_tokens=max_tokens, temperature=0, stream=True
+        extra_body=PLAIN,
+        model=MODEL,
+        messages=_messages(prompt),
+        max_tokens=max_tokens,
+        temperature=0,
+        stream=True,
     )
     text, reason, usage = "", "", None
     async for chunk in stream:
@@ -71,12 +76,19 @@ async def test_a_prompt_sharing_a_running_prefix_reuses_it(server: Server) -> No
 
     async with server.async_client() as client:
         running = await client.chat.completions.create(
-            model=MODEL, messages=first, max_tokens=120, temperature=0, stream=True
+            extra_body=PLAIN,
+            model=MODEL,
+            messages=first,
+            max_tokens=120,
+            temperature=0,
+            stream=True,
         )
         chunks = aiter(running)
         await anext(chunks)
         await anext(chunks)  # the first request is decoding now
-        reply = await client.chat.completions.create(model=MODEL, messages=second, max_tokens=4)
+        reply = await client.chat.completions.create(
+            extra_body=PLAIN, model=MODEL, messages=second, max_tokens=4
+        )
         async for _ in chunks:
             pass
 
@@ -88,7 +100,7 @@ async def test_a_prompt_sharing_a_running_prefix_reuses_it(server: Server) -> No
 
 
 async def test_disconnecting_half_the_streams_frees_them(server: Server) -> None:
-    body = {"model": MODEL, "max_tokens": 48, "stream": True, "temperature": 0}
+    body = {"model": MODEL, "max_tokens": 48, "stream": True, "temperature": 0, **PLAIN}
     headers = {"Authorization": f"Bearer {server.key}"}
 
     async with httpx.AsyncClient(base_url=server.base_url, timeout=120) as http:
