@@ -1,0 +1,182 @@
+"""What GenerationService.prepare plans for thinking, JSON output, tools and logprobs."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from deepwell.chat.grammar import JSON_OBJECT
+from deepwell.chat.template import ChatTemplate
+from deepwell.chat.toolcalls import HERMES
+from deepwell.core.auth import Caller
+from deepwell.core.service import GenerationService, Prepared
+from deepwell.core.thinking import TOOL_CHOICE_MESSAGE
+from deepwell.core.types import GenerationRequest, Message, Sampling, Tool, ToolChoice
+from deepwell.engine.fake import FakeEngine
+from deepwell.errors import InvalidRequest
+from deepwell.models.registry import ModelRegistry
+from deepwell.settings import Settings
+
+pytestmark = pytest.mark.usefixtures("clean_env")
+
+CALLER = Caller(account_id=1, account="a", key_id="key_0")
+WEATHER = Tool(
+    "get_weather",
+    parameters={"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]},
+)
+TIME = Tool("get_time")
+STRICT = Tool(
+    "get_weather",
+    parameters={
+        "type": "object",
+        "properties": {"city": {"type": "string"}},
+        "required": ["city"],
+        "additionalProperties": False,
+    },
+    strict=True,
+)
+
+
+def prepare(settings: Settings | None = None, **fields: Any) -> Prepared:
+    engine = FakeEngine(context_length=4096)
+    registry = ModelRegistry(settings or Settings())
+    service = GenerationService(
+        registry,
+        {name: engine for name in registry.backing_names()},
+        {name: ChatTemplate(engine.info.chat_template) for name in registry.backing_names()},
+    )
+    fields.setdefault("messages", (Message("user", "hi"),))
+    return service.prepare(GenerationRequest(model="deepseek-v4-flash", **fields), CALLER)
+
+
+def prompt_text(prepared: Prepared) -> str:
+    return "".join(chr(t) for t in prepared.engine_request.prompt)
+
+
+def test_thinking_is_on_by_default_with_a_prompted_think_block() -> None:
+    prepared = prepare(sampling=Sampling(temperature=0, top_p=0.5, seed=7), max_tokens=1000)
+    assert prepared.thinking
+    text = prompt_text(prepared)
+    assert text.startswith("<|system|>Before you answer, think step by step")
+    assert text.endswith("<|user|>hi\n<|assistant|><think>\n")
+    think = prepared.plan.think
+    assert think is not None
+    assert (think.budget, think.end) == (64, "</think>")
+    # The client's sampling has no effect in thinking mode; its seed does.
+    assert prepared.engine_request.sampling == Sampling(temperature=0.6, top_p=0.95, seed=7)
+
+
+def test_the_reasoning_gets_at_most_half_of_max_tokens() -> None:
+    think = prepare(max_tokens=20).plan.think
+    assert think is not None
+    assert think.budget == 10
+
+
+def test_effort_and_client_budget() -> None:
+    assert (think := prepare(reasoning_effort="max").plan.think) is not None
+    assert think.budget == 256
+    assert (think := prepare(thinking_budget=3).plan.think) is not None
+    assert think.budget == 3
+
+
+def test_thinking_off_is_a_plain_reply() -> None:
+    sampling = Sampling(temperature=0.2, top_p=0.5, seed=1)
+    prepared = prepare(thinking=False, sampling=sampling)
+    assert not prepared.thinking
+    assert prepared.plan.think is None
+    assert prompt_text(prepared) == "<|user|>hi\n<|assistant|>"
+    assert prepared.engine_request.sampling == sampling
+
+
+def test_a_model_that_cannot_reason_thinks_with_an_empty_reasoning() -> None:
+    settings = Settings()
+    for backing in settings.backing_models.values():
+        backing.reasoning.style = "none"
+    prepared = prepare(settings)
+    assert prepared.thinking
+    assert prepared.plan.think is None
+    assert prompt_text(prepared) == "<|user|>hi\n<|assistant|>"
+
+
+def test_prefix_completion_in_thinking_mode() -> None:
+    prefix = Message("assistant", "```py\n", reasoning_content="I will", prefix=True)
+    prepared = prepare(messages=(Message("user", "hi"), prefix), beta=True)
+    assert prompt_text(prepared).endswith("<|assistant|><think>\nI will")
+    assert prepared.plan.think is not None
+    assert prepared.plan.think.answer_prefix == "```py\n"
+
+
+@pytest.mark.parametrize("choice", [ToolChoice("required"), ToolChoice("function", "get_time")])
+def test_forced_calls_are_refused_in_thinking_mode(choice: ToolChoice) -> None:
+    with pytest.raises(InvalidRequest, match=TOOL_CHOICE_MESSAGE):
+        prepare(tools=(WEATHER, TIME), tool_choice=choice)
+
+
+def test_required_calls_are_constrained_to_every_tool() -> None:
+    prepared = prepare(thinking=False, tools=(WEATHER, TIME), tool_choice=ToolChoice("required"))
+    grammar = prepared.engine_request.grammar
+    assert grammar is not None
+    assert "get_weather" in grammar
+    assert "get_time" in grammar
+    assert prepared.plan.tools is HERMES
+
+
+def test_a_named_call_is_constrained_to_that_tool() -> None:
+    choice = ToolChoice("function", "get_time")
+    grammar = prepare(
+        thinking=False, tools=(WEATHER, TIME), tool_choice=choice
+    ).plan.request.grammar
+    assert grammar is not None
+    assert "get_time" in grammar
+    assert "get_weather" not in grammar
+
+
+def test_auto_parses_calls_without_a_grammar() -> None:
+    prepared = prepare(tools=(WEATHER,))
+    assert prepared.engine_request.grammar is None
+    assert prepared.plan.tools is HERMES
+    assert prepared.plan.tool_names == {"get_weather"}
+
+
+def test_tool_choice_none_offers_no_tools() -> None:
+    prepared = prepare(tools=(WEATHER,), tool_choice=ToolChoice("none"))
+    assert prepared.plan.tools is None
+    assert prepared.engine_request.grammar is None
+
+
+def test_json_output_is_constrained_in_both_modes() -> None:
+    assert prepare(json_output=True).engine_request.grammar == JSON_OBJECT
+    assert prepare(json_output=True, thinking=False).engine_request.grammar == JSON_OBJECT
+
+
+def test_strict_tools_on_beta_constrain_auto_calls() -> None:
+    grammar = prepare(tools=(STRICT,), beta=True).engine_request.grammar
+    assert grammar is not None
+    assert "bare-calls" in grammar
+    assert prepare(tools=(STRICT,)).engine_request.grammar is None
+
+
+def test_a_strict_schema_that_cannot_be_enforced_is_a_400() -> None:
+    tool = Tool(
+        "f",
+        parameters={
+            "type": "object",
+            "properties": {"a": {"type": "string", "pattern": r"\bx"}},
+            "required": ["a"],
+            "additionalProperties": False,
+        },
+        strict=True,
+    )
+    with pytest.raises(InvalidRequest, match="cannot be enforced in strict mode"):
+        prepare(tools=(tool,), beta=True)
+
+
+def test_validation_runs_before_anything() -> None:
+    with pytest.raises(InvalidRequest, match="at most 128"):
+        prepare(tools=tuple(Tool(f"t{i}") for i in range(129)))
+
+
+def test_logprobs_pass_through() -> None:
+    assert prepare(logprobs=3).engine_request.logprobs == 3
+    assert prepare().engine_request.logprobs is None
