@@ -193,7 +193,9 @@ def _calls_rules(
     if bare:
         objects = [_bare_rule(tool.name, rule) for tool, rule in zip(tools, arguments, strict=True)]
         rules += [
-            'bare-calls ::= [ \\t\\r\\n]* bare-call ("\\n" bare-call)*',
+            # Bare calls in a row, in a Markdown fence or not, as the parser takes them.
+            'bare-calls ::= [ \\t\\r\\n]* ( bare-list | "```" [a-z]* "\\n" bare-list "\\n```" )',
+            'bare-list ::= bare-call ("\\n" bare-call)*',
             f"bare-call ::= {_alternatives(objects)}",
         ]
     return [*rules, converter.rules()]

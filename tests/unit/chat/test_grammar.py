@@ -150,6 +150,7 @@ def test_free_text_states_follow_the_marker() -> None:
     found = rules(text_or_tool_calls_grammar([NO_ARGS], HERMES))
     marker = "<tool_call>"
     assert found["root"] == "bare-calls | plain (calls)?"
+    assert '"```" [a-z]* "\\n" bare-list "\\n```"' in found["bare-calls"]
     assert found["plain"] == '| "<" text-1 | [^\\t\\n\\r <`{] text-0'
     assert found["text-0"] == '| "<" text-1 | [^<] text-0'
     for k in range(1, len(marker) - 1):
