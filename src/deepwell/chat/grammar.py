@@ -66,7 +66,7 @@ class _Converter(_SchemaConverter):  # type: ignore[misc]
         try:
             resolved = self.resolve_refs(_with_patterns(copy.deepcopy(dict(schema))), name)
             return str(self.visit(resolved, name))
-        except (AssertionError, ValueError, KeyError, TypeError, RecursionError) as exc:
+        except Exception as exc:  # the converter's own checks are assertions and lookups
             raise SchemaError(str(exc) or type(exc).__name__) from exc
 
     def rules(self) -> str:

@@ -32,6 +32,7 @@ _BY_TYPE: dict[str, frozenset[str]] = {
     "null": frozenset(),
 }
 STRICT_FORMATS = frozenset({"email", "hostname", "ipv4", "ipv6", "uuid"})
+_EMPTY_OBJECT = {"type": "object", "properties": {}, "additionalProperties": False}
 
 
 def check_tools(tools: Sequence[Tool], choice: ToolChoice | None, *, beta: bool) -> None:
@@ -85,7 +86,13 @@ def _check_strict(tools: Sequence[Tool]) -> None:
                 f"Invalid {param}: in strict mode every function must set `strict: true`",
                 param=f"{param}.strict",
             )
-        schema = tool.parameters if tool.parameters is not None else {"type": "object"}
+        schema = tool.parameters if tool.parameters is not None else _EMPTY_OBJECT
+        if schema.get("type") != "object":
+            raise InvalidRequest(
+                f"Invalid schema for function `{tool.name}`: `parameters` must be an object "
+                'schema (`"type": "object"`)',
+                param=f"{param}.parameters",
+            )
         for where, problem in _schema_problems(schema, "parameters"):
             raise InvalidRequest(
                 f"Invalid schema for function `{tool.name}` at {where}: {problem}",
@@ -106,6 +113,8 @@ def _schema_problems(schema: Any, where: str) -> Iterator[tuple[str, str]]:
     for keyword in schema:
         if keyword not in allowed:
             yield where, f"the keyword `{keyword}` is not supported in strict mode"
+    if "enum" in schema and not isinstance(schema["enum"], list):
+        yield where, "`enum` must be a list"
     if kind == "object":
         yield from _object_problems(schema, where)
     if kind == "string" and schema.get("format") not in (None, *STRICT_FORMATS):
@@ -117,11 +126,15 @@ def _schema_problems(schema: Any, where: str) -> Iterator[tuple[str, str]]:
 
 
 def _object_problems(schema: Mapping[str, Any], where: str) -> Iterator[tuple[str, str]]:
-    properties = schema.get("properties") or {}
+    properties = schema.get("properties", {})
+    required = schema.get("required", [])
     if not isinstance(properties, Mapping):
         yield where, "`properties` must be an object"
         return
-    missing = [name for name in properties if name not in (schema.get("required") or ())]
+    if not isinstance(required, list):
+        yield where, "`required` must be a list of property names"
+        return
+    missing = [str(name) for name in properties if name not in required]
     if missing:
         yield (
             where,
@@ -135,14 +148,20 @@ def _object_problems(schema: Mapping[str, Any], where: str) -> Iterator[tuple[st
 
 
 def _children_problems(schema: Mapping[str, Any], where: str) -> Iterator[tuple[str, str]]:
-    for name, sub in (schema.get("properties") or {}).items():
-        yield from _schema_problems(sub, f"{where}.properties.{name}")
-    for key in ("$def", "$defs"):
-        for name, sub in (schema.get(key) or {}).items():
+    for key in ("properties", "$def", "$defs"):
+        children = schema.get(key, {})
+        if not isinstance(children, Mapping):
+            yield where, f"`{key}` must be an object"
+            continue
+        for name, sub in children.items():
             yield from _schema_problems(sub, f"{where}.{key}.{name}")
     if "items" in schema:
         yield from _schema_problems(schema["items"], f"{where}.items")
-    for i, sub in enumerate(schema.get("anyOf") or ()):
+    alternatives = schema.get("anyOf", [])
+    if not isinstance(alternatives, list):
+        yield where, "`anyOf` must be a list of schemas"
+        return
+    for i, sub in enumerate(alternatives):
         yield from _schema_problems(sub, f"{where}.anyOf[{i}]")
 
 

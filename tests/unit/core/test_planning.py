@@ -180,3 +180,21 @@ def test_validation_runs_before_anything() -> None:
 def test_logprobs_pass_through() -> None:
     assert prepare(logprobs=3).engine_request.logprobs == 3
     assert prepare().engine_request.logprobs is None
+
+
+@pytest.mark.parametrize(
+    "parameters",
+    [
+        {"type": "object", "properties": [1, 2]},
+        {"type": "object", "properties": {"a": 5}},
+        {"type": "object", "properties": {"a": {"$ref": "#/nowhere"}}},
+        {"type": "object", "properties": {"a": {"type": "strange"}}},
+        {"anyOf": 3},
+        {"type": "string", "pattern": "(?<=x)"},
+    ],
+)
+def test_odd_schemas_still_give_a_grammar_for_forced_calls(parameters: dict[str, Any]) -> None:
+    tool = Tool("f", parameters=parameters)
+    prepared = prepare(thinking=False, tools=(tool,), tool_choice=ToolChoice("required"))
+    assert prepared.engine_request.grammar is not None
+    assert "tool0-arguments" in prepared.engine_request.grammar

@@ -126,3 +126,21 @@ def test_outside_the_subset_is_a_400_naming_the_keyword(
     assert keyword in message
     assert f"function `weather` at {where}:" in message
     assert caught.value.param == "tools[1].function.parameters"
+
+
+ODD_SCHEMAS: list[Any] = [
+    {"type": "object", "properties": [1, 2]},
+    {"type": "object", "properties": {}, "required": 3, "additionalProperties": False},
+    {"type": "object", "properties": {"a": 5}, "required": ["a"], "additionalProperties": False},
+    {**obj(), "anyOf": 7},
+    {**obj(), "$def": [1]},
+    {**obj(), "items": "x"},
+    {"type": {"nested": True}},
+    {"enum": "abc"},
+]
+
+
+@pytest.mark.parametrize("schema", ODD_SCHEMAS)
+def test_odd_strict_schemas_are_400s_never_crashes(schema: Any) -> None:
+    with pytest.raises(InvalidRequest):
+        check_tools([strict(schema)], None, beta=True)
