@@ -425,6 +425,7 @@ def test_strict_mode_constrains_the_arguments(beta: openai.OpenAI, choice: str) 
         tools=[strict_tool(STRICT_SCHEMA)],
         tool_choice=choice,  # type: ignore[arg-type]
         max_tokens=60,
+        seed=1,
         extra_body=OFF,
     )
     calls = response.choices[0].message.tool_calls
