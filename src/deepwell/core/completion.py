@@ -17,13 +17,7 @@ from dataclasses import dataclass, field
 from deepwell.chat.fim import FimFormat
 from deepwell.core.auth import Caller
 from deepwell.core.events import Finished, Started
-from deepwell.core.service import (
-    _check_max_tokens,
-    _check_stop,
-    _fingerprint,
-    _fit_context,
-    _usage,
-)
+from deepwell.core.limits import check_max_tokens, check_stop, fingerprint, fit_context, usage
 from deepwell.core.types import Sampling
 from deepwell.engine.base import Done, Engine, EngineRequest, TokenLogprob
 from deepwell.engine.text import Utf8Stream
@@ -101,16 +95,14 @@ class CompletionService:
         if request.thinking or (model.thinking_fixed and model.thinking):
             raise InvalidRequest("FIM completion is only available in non-thinking mode")
         limit = min(FIM_MAX_TOKENS, model.spec.max_output)
-        _check_max_tokens(request.max_tokens, limit)
-        _check_stop(request.stop)
+        check_max_tokens(request.max_tokens, limit)
+        check_stop(request.stop)
         engine = self._engines[model.backing]
         prompt = fim.render(
             engine.tokenize(request.prompt, special=False),
             engine.tokenize(request.suffix, special=False),
         )
-        max_tokens = _fit_context(
-            len(prompt), request.max_tokens, limit, engine.info.context_length
-        )
+        max_tokens = fit_context(len(prompt), request.max_tokens, limit, engine.info.context_length)
         return PreparedCompletion(
             model=model,
             engine_request=EngineRequest(
@@ -132,7 +124,7 @@ class CompletionService:
             model=prepared.model.id,
             created=int(time.time()),
             thinking=False,
-            fingerprint=_fingerprint(prepared.model.backing),
+            fingerprint=fingerprint(prepared.model.backing),
         )
         if prepared.echo:
             yield CompletionText(prepared.echo)
@@ -140,7 +132,7 @@ class CompletionService:
         async with aclosing(engine.generate(prepared.engine_request)) as events:
             async for event in events:
                 if isinstance(event, Done):
-                    yield Finished(event.reason, _usage(event))
+                    yield Finished(event.reason, usage(event))
                 elif event.text or event.logprobs:
                     yield CompletionText(event.text, offsets.place(event.logprobs))
 

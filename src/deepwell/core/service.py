@@ -7,25 +7,22 @@ drives the engine and yields core events.
 
 from __future__ import annotations
 
-import hashlib
 import time
 import uuid
 from collections.abc import AsyncGenerator, Mapping, Sequence
 from contextlib import aclosing
 from dataclasses import dataclass
 
-from deepwell import __version__
 from deepwell.chat.template import ChatTemplate
 from deepwell.core.auth import Caller
 from deepwell.core.decoding import Plan, decode
-from deepwell.core.events import Event, Started, Usage
+from deepwell.core.events import Event, Started
+from deepwell.core.limits import check_max_tokens, check_stop, fingerprint, fit_context
 from deepwell.core.planning import draft
 from deepwell.core.types import GenerationRequest, Message
-from deepwell.engine.base import Done, Engine, EngineRequest
+from deepwell.engine.base import Engine, EngineRequest
 from deepwell.errors import InvalidRequest
 from deepwell.models.registry import ModelRegistry, ResolvedModel
-
-MAX_STOP_SEQUENCES = 16
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,8 +53,8 @@ class GenerationService:
     def prepare(self, request: GenerationRequest, caller: Caller) -> Prepared:
         model = self._registry.resolve(request.model)
         engine = self._engines[model.backing]
-        _check_max_tokens(request.max_tokens, model.spec.max_output)
-        _check_stop(request.stop)
+        check_max_tokens(request.max_tokens, model.spec.max_output)
+        check_stop(request.stop)
         _check_prefix(request.messages, beta=request.beta)
         reply = draft(
             request,
@@ -67,7 +64,7 @@ class GenerationService:
             self._templates[model.backing],
             engine,
         )
-        max_tokens = _fit_context(
+        max_tokens = fit_context(
             len(reply.prompt), request.max_tokens, model.spec.max_output, engine.info.context_length
         )
         namespace = f"{caller.account_id}/{request.user_id or ''}"
@@ -84,41 +81,12 @@ class GenerationService:
             model=prepared.model.id,
             created=int(time.time()),
             thinking=prepared.thinking,
-            fingerprint=_fingerprint(prepared.model.backing),
+            fingerprint=fingerprint(prepared.model.backing),
             logprobs=prepared.plan.request.logprobs is not None,
         )
         async with aclosing(decode(engine, prepared.plan)) as events:
             async for event in events:
                 yield event
-
-
-def _fingerprint(backing: str) -> str:
-    digest = hashlib.sha256(f"{backing}/{__version__}".encode()).hexdigest()
-    return f"fp_{digest[:10]}"
-
-
-def _usage(done: Done) -> Usage:
-    return Usage(
-        prompt_tokens=done.prompt_tokens,
-        completion_tokens=done.completion_tokens,
-        cache_hit_tokens=done.cached_tokens,
-    )
-
-
-def _check_max_tokens(max_tokens: int | None, limit: int) -> None:
-    if max_tokens is not None and not 1 <= max_tokens <= limit:
-        raise InvalidRequest(
-            f"Invalid max_tokens value, the valid range of max_tokens is [1, {limit}]",
-            param="max_tokens",
-        )
-
-
-def _check_stop(stop: tuple[str, ...]) -> None:
-    if len(stop) > MAX_STOP_SEQUENCES:
-        raise InvalidRequest(
-            f"Invalid stop value, at most {MAX_STOP_SEQUENCES} stop sequences are allowed",
-            param="stop",
-        )
 
 
 def _check_prefix(messages: Sequence[Message], *, beta: bool) -> None:
@@ -140,16 +108,3 @@ def _check_prefix(messages: Sequence[Message], *, beta: bool) -> None:
                 "ending in /beta (POST /beta/chat/completions)",
                 param=param,
             )
-
-
-def _fit_context(prompt: int, max_tokens: int | None, max_output: int, context: int) -> int:
-    """The completion budget; a prompt that leaves no room is the context-length 400."""
-    completion = max_tokens if max_tokens is not None else min(max_output, context - prompt)
-    requested = prompt + max(completion, 1)
-    if requested > context:
-        raise InvalidRequest(
-            f"This model's maximum context length is {context} tokens. However, you requested "
-            f"{requested} tokens ({prompt} in the messages, {max(completion, 1)} in the "
-            "completion). Please reduce the length of the messages or completion.",
-        )
-    return completion

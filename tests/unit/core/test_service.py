@@ -12,7 +12,8 @@ import pytest
 from deepwell.chat.template import ChatTemplate
 from deepwell.core.auth import Caller
 from deepwell.core.events import Event, Finished, Started, TextDelta, Usage
-from deepwell.core.service import MAX_STOP_SEQUENCES, GenerationService, Prepared
+from deepwell.core.limits import MAX_STOP_SEQUENCES
+from deepwell.core.service import GenerationService, Prepared
 from deepwell.core.types import GenerationRequest, Message, Sampling
 from deepwell.engine.base import Done, EngineEvent, EngineRequest, Piece
 from deepwell.engine.fake import FakeEngine
