@@ -363,7 +363,7 @@ class Scheduler:
             if budget <= 0 or not seq.prefilling:
                 continue
             start = seq.n_past
-            take = min(budget, len(seq.prompt) - start)
+            take = min(budget, _prefill_take(len(seq.prompt) - start))
             completes = start + take == len(seq.prompt)
             for i in range(take):
                 last = completes and i == take - 1
@@ -474,6 +474,17 @@ class Scheduler:
             llama_cpp.llama_batch_free(self._batch)
             llama_cpp.llama_free(self._ctx)
             self._ctx = None
+
+
+def _prefill_take(remaining: int) -> int:
+    """How many of a prompt's ``remaining`` tokens one step may read.
+
+    The last prompt token is always read in a step of its own, whether the rest of the
+    prompt was read just before or found in the cache: the logits of the first new token
+    then come from the same computation either way, so a repeated request at
+    temperature 0 gets the same answer as the first.
+    """
+    return remaining - 1 if remaining > 1 else 1
 
 
 def _common_prefix(a: list[int], b: tuple[int, ...], limit: int) -> int:
