@@ -363,7 +363,8 @@ class Scheduler:
             if budget <= 0 or not seq.prefilling:
                 continue
             start = seq.n_past
-            take = min(budget, _prefill_take(len(seq.prompt) - start))
+            alone = len(self._running) == 1
+            take = min(budget, _prefill_take(len(seq.prompt) - start, alone=alone))
             completes = start + take == len(seq.prompt)
             for i in range(take):
                 last = completes and i == take - 1
@@ -476,15 +477,17 @@ class Scheduler:
             self._ctx = None
 
 
-def _prefill_take(remaining: int) -> int:
+def _prefill_take(remaining: int, *, alone: bool) -> int:
     """How many of a prompt's ``remaining`` tokens one step may read.
 
-    The last prompt token is always read in a step of its own, whether the rest of the
-    prompt was read just before or found in the cache: the logits of the first new token
-    then come from the same computation either way, so a repeated request at
-    temperature 0 gets the same answer as the first.
+    When its sequence is the only one running, the last prompt token is read in a step of
+    its own, whether the rest of the prompt was read just before or found in the cache: the
+    logits of the first new token then come from the same computation either way, so a
+    repeated request at temperature 0 gets the same answer as the first. Alongside other
+    sequences the batches differ from run to run anyway, and that extra step would only
+    delay the first token.
     """
-    return remaining - 1 if remaining > 1 else 1
+    return remaining - 1 if alone and remaining > 1 else remaining
 
 
 def _common_prefix(a: list[int], b: tuple[int, ...], limit: int) -> int:
