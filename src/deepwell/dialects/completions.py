@@ -9,45 +9,24 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Sequence
 from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
 from deepwell.core.completion import CompletionEvent, CompletionLogprob, CompletionText
 from deepwell.core.completion import CompletionRequest as CoreRequest
 from deepwell.core.events import Finished, Started, Usage
-from deepwell.core.types import Sampling
-from deepwell.dialects.openai import Json, StreamOptions, Thinking, usage
+from deepwell.dialects.openai import GenerationFields, Json, usage
 from deepwell.errors import EngineFailure
 
 OBJECT = "text_completion"
 
 
-class _Wire(BaseModel):
-    model_config = ConfigDict(extra="ignore")
-
-
-class CompletionRequest(_Wire):
+class CompletionRequest(GenerationFields):
     """``POST /beta/completions``. Unknown fields are ignored, as DeepSeek does."""
 
-    model: str
     prompt: str
     suffix: str | None = None
-    max_tokens: int | None = None
     echo: bool | None = False
     logprobs: Annotated[int, Field(ge=0, le=20)] | None = None
-    stop: str | list[str] | None = None
-    stream: bool | None = False
-    stream_options: StreamOptions | None = None
-    temperature: Annotated[float, Field(ge=0, le=2)] | None = None
-    top_p: Annotated[float, Field(ge=0, le=1)] | None = None
-    # Deprecated by DeepSeek: accepted, and without effect.
-    frequency_penalty: Annotated[float, Field(ge=-2, le=2)] | None = None
-    presence_penalty: Annotated[float, Field(ge=-2, le=2)] | None = None
-    seed: int | None = None
-    thinking: Thinking | None = None
-
-    @property
-    def include_usage(self) -> bool:
-        return self.stream_options is not None and self.stream_options.include_usage
 
 
 def to_request(body: CompletionRequest) -> CoreRequest:
@@ -56,15 +35,11 @@ def to_request(body: CompletionRequest) -> CoreRequest:
         prompt=body.prompt,
         suffix=body.suffix or "",
         max_tokens=body.max_tokens,
-        sampling=Sampling(
-            temperature=1.0 if body.temperature is None else body.temperature,
-            top_p=1.0 if body.top_p is None else body.top_p,
-            seed=body.seed,
-        ),
-        stop=(body.stop,) if isinstance(body.stop, str) else tuple(body.stop or ()),
+        sampling=body.sampling(),
+        stop=body.stops(),
         echo=bool(body.echo),
         logprobs=body.logprobs,
-        thinking=None if body.thinking is None else body.thinking.type == "enabled",
+        thinking=body.thinking_enabled(),
     )
 
 

@@ -95,24 +95,47 @@ class ResponseFormat(_Wire):
     type: Literal["text", "json_object"] = "text"
 
 
-class ChatCompletionRequest(_Wire):
-    """``POST /chat/completions``. Unknown fields are ignored, as DeepSeek does."""
+class GenerationFields(_Wire):
+    """The fields chat and FIM completion requests share, and what they mean to the core."""
 
     model: str
-    messages: Annotated[list[ChatMessage], Field(min_length=1)]
     thinking: Thinking | None = None
-    reasoning_effort: str | None = None
     max_tokens: int | None = None
-    max_completion_tokens: int | None = None
-    response_format: ResponseFormat | None = None
     stop: str | list[str] | None = None
     stream: bool | None = False
     stream_options: StreamOptions | None = None
     temperature: Annotated[float, Field(ge=0, le=2)] | None = None
     top_p: Annotated[float, Field(ge=0, le=1)] | None = None
+    # Deprecated by DeepSeek: accepted, and without effect.
     frequency_penalty: Annotated[float, Field(ge=-2, le=2)] | None = None
     presence_penalty: Annotated[float, Field(ge=-2, le=2)] | None = None
     seed: int | None = None
+
+    @property
+    def include_usage(self) -> bool:
+        return self.stream_options is not None and self.stream_options.include_usage
+
+    def sampling(self) -> Sampling:
+        return Sampling(
+            temperature=1.0 if self.temperature is None else self.temperature,
+            top_p=1.0 if self.top_p is None else self.top_p,
+            seed=self.seed,
+        )
+
+    def stops(self) -> tuple[str, ...]:
+        return (self.stop,) if isinstance(self.stop, str) else tuple(self.stop or ())
+
+    def thinking_enabled(self) -> bool | None:
+        return None if self.thinking is None else self.thinking.type == "enabled"
+
+
+class ChatCompletionRequest(GenerationFields):
+    """``POST /chat/completions``. Unknown fields are ignored, as DeepSeek does."""
+
+    messages: Annotated[list[ChatMessage], Field(min_length=1)]
+    reasoning_effort: str | None = None
+    max_completion_tokens: int | None = None
+    response_format: ResponseFormat | None = None
     logprobs: bool | None = None
     top_logprobs: Annotated[int, Field(ge=0, le=20)] | None = None
     user_id: Annotated[str, Field(pattern=r"^[a-zA-Z0-9_-]+$", max_length=512)] | None = None
@@ -124,19 +147,13 @@ class ChatCompletionRequest(_Wire):
 
 
 def to_request(body: ChatCompletionRequest, *, beta: bool = False) -> GenerationRequest:
-    stop = (body.stop,) if isinstance(body.stop, str) else tuple(body.stop or ())
-    thinking = None if body.thinking is None else body.thinking.type == "enabled"
     return GenerationRequest(
         model=body.model,
         messages=tuple(_message(i, m) for i, m in enumerate(body.messages)),
         max_tokens=body.max_tokens if body.max_tokens is not None else body.max_completion_tokens,
-        sampling=Sampling(
-            temperature=1.0 if body.temperature is None else body.temperature,
-            top_p=1.0 if body.top_p is None else body.top_p,
-            seed=body.seed,
-        ),
-        stop=stop,
-        thinking=thinking,
+        sampling=body.sampling(),
+        stop=body.stops(),
+        thinking=body.thinking_enabled(),
         user_id=body.user_id,
         beta=beta,
         tools=tuple(_tool(t) for t in body.tools or ()),

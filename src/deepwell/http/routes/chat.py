@@ -38,8 +38,7 @@ async def _chat(request: Request, caller: Caller, *, beta: bool) -> Response:
     prepared = generation.prepare(openai.to_request(body, beta=beta), caller)
     events = generation.run(prepared)
     if body.stream:
-        include_usage = body.stream_options is not None and body.stream_options.include_usage
-        return sse.stream(events, openai.ChunkEncoder(include_usage=include_usage).encode)
+        return sse.stream(events, openai.ChunkEncoder(include_usage=body.include_usage).encode)
     async with aclosing(events):
         try:
             result = await unless_disconnected(request, openai.collect(events))
