@@ -8,8 +8,6 @@ asked) and one ``Finished``.
 
 from __future__ import annotations
 
-import time
-import uuid
 from collections.abc import AsyncGenerator, Mapping, Sequence
 from contextlib import aclosing
 from dataclasses import dataclass, field
@@ -17,7 +15,7 @@ from dataclasses import dataclass, field
 from deepwell.chat.fim import FimFormat
 from deepwell.core.auth import Caller
 from deepwell.core.events import Finished, Started
-from deepwell.core.limits import check_max_tokens, check_stop, fingerprint, fit_context, usage
+from deepwell.core.limits import check_max_tokens, check_stop, fit_context, started, usage
 from deepwell.core.types import Sampling
 from deepwell.engine.base import Done, Engine, EngineRequest, TokenLogprob
 from deepwell.engine.text import Utf8Stream
@@ -119,13 +117,7 @@ class CompletionService:
     async def run(self, prepared: PreparedCompletion) -> AsyncGenerator[CompletionEvent, None]:
         """Started, the text, then Finished. Closing the iterator aborts the generation."""
         engine = self._engines[prepared.model.backing]
-        yield Started(
-            id=str(uuid.uuid4()),
-            model=prepared.model.id,
-            created=int(time.time()),
-            thinking=False,
-            fingerprint=fingerprint(prepared.model.backing),
-        )
+        yield started(prepared.model.id, prepared.model.backing, thinking=False)
         if prepared.echo:
             yield CompletionText(prepared.echo)
         offsets = _Offsets(start=len(prepared.echo))

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import hashlib
+import time
+import uuid
 
 from deepwell import __version__
-from deepwell.core.events import Usage
+from deepwell.core.events import Started, Usage
 from deepwell.engine.base import Done
 from deepwell.errors import InvalidRequest
 
@@ -51,4 +53,16 @@ def usage(done: Done) -> Usage:
         prompt_tokens=done.prompt_tokens,
         completion_tokens=done.completion_tokens,
         cache_hit_tokens=done.cached_tokens,
+    )
+
+
+def started(model_id: str, backing: str, *, thinking: bool, logprobs: bool = False) -> Started:
+    """The first event of a generation: a fresh id, the time, the public id to echo."""
+    return Started(
+        id=str(uuid.uuid4()),
+        model=model_id,
+        created=int(time.time()),
+        thinking=thinking,
+        fingerprint=fingerprint(backing),
+        logprobs=logprobs,
     )

@@ -7,8 +7,6 @@ drives the engine and yields core events.
 
 from __future__ import annotations
 
-import time
-import uuid
 from collections.abc import AsyncGenerator, Mapping, Sequence
 from contextlib import aclosing
 from dataclasses import dataclass
@@ -16,8 +14,8 @@ from dataclasses import dataclass
 from deepwell.chat.template import ChatTemplate
 from deepwell.core.auth import Caller
 from deepwell.core.decoding import Plan, decode
-from deepwell.core.events import Event, Started
-from deepwell.core.limits import check_max_tokens, check_stop, fingerprint, fit_context
+from deepwell.core.events import Event
+from deepwell.core.limits import check_max_tokens, check_stop, fit_context, started
 from deepwell.core.planning import draft
 from deepwell.core.types import GenerationRequest, Message
 from deepwell.engine.base import Engine, EngineRequest
@@ -76,12 +74,10 @@ class GenerationService:
     async def run(self, prepared: Prepared) -> AsyncGenerator[Event, None]:
         """Started, the deltas, then Finished. Closing the iterator aborts the generation."""
         engine = self._engines[prepared.model.backing]
-        yield Started(
-            id=str(uuid.uuid4()),
-            model=prepared.model.id,
-            created=int(time.time()),
+        yield started(
+            prepared.model.id,
+            prepared.model.backing,
             thinking=prepared.thinking,
-            fingerprint=fingerprint(prepared.model.backing),
             logprobs=prepared.plan.request.logprobs is not None,
         )
         async with aclosing(decode(engine, prepared.plan)) as events:

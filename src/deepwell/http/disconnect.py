@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Coroutine
+from collections.abc import AsyncGenerator, Callable, Coroutine
+from contextlib import aclosing
 from typing import Any, TypeVar
 
-from fastapi import Request
+from fastapi import Request, Response
+from fastapi.responses import JSONResponse
 
 T = TypeVar("T")
+E = TypeVar("E")
+
+CLIENT_CLOSED_REQUEST = 499
 
 
 class ClientDisconnected(Exception):
@@ -33,3 +38,18 @@ async def unless_disconnected(request: Request, work: Coroutine[Any, Any, T]) ->
 async def _disconnected(request: Request) -> None:
     while (await request.receive())["type"] != "http.disconnect":
         pass
+
+
+async def json_unless_disconnected(
+    request: Request,
+    events: AsyncGenerator[E, None],
+    fold: Callable[[AsyncGenerator[E, None]], Coroutine[Any, Any, dict[str, Any]]],
+) -> Response:
+    """One JSON body folded from ``events``; a client gone first gets nothing (499) and
+    its generation is aborted."""
+    async with aclosing(events):
+        try:
+            result = await unless_disconnected(request, fold(events))
+        except ClientDisconnected:
+            return Response(status_code=CLIENT_CLOSED_REQUEST)
+    return JSONResponse(result)

@@ -3,23 +3,18 @@ where chat prefix completion is allowed."""
 
 from __future__ import annotations
 
-from contextlib import aclosing
-
 from fastapi import APIRouter, Request, Response
-from fastapi.responses import JSONResponse
 
 from deepwell.core.auth import Caller
 from deepwell.dialects import openai
 from deepwell.http import sse
 from deepwell.http.auth import AuthenticatedCaller
 from deepwell.http.body import parse
-from deepwell.http.disconnect import ClientDisconnected, unless_disconnected
+from deepwell.http.disconnect import json_unless_disconnected
 from deepwell.http.state import services
 
 router = APIRouter()
 beta_router = APIRouter()
-
-CLIENT_CLOSED_REQUEST = 499
 
 
 @router.post("/chat/completions", response_model=None)
@@ -39,9 +34,4 @@ async def _chat(request: Request, caller: Caller, *, beta: bool) -> Response:
     events = generation.run(prepared)
     if body.stream:
         return sse.stream(events, openai.ChunkEncoder(include_usage=body.include_usage).encode)
-    async with aclosing(events):
-        try:
-            result = await unless_disconnected(request, openai.collect(events))
-        except ClientDisconnected:
-            return Response(status_code=CLIENT_CLOSED_REQUEST)
-    return JSONResponse(result)
+    return await json_unless_disconnected(request, events, openai.collect)

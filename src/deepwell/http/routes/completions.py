@@ -5,23 +5,20 @@ On the base URL without ``/beta`` the path answers a 400 that points to ``/beta`
 
 from __future__ import annotations
 
-from contextlib import aclosing
+import functools
 
 from fastapi import APIRouter, Request, Response
-from fastapi.responses import JSONResponse
 
 from deepwell.dialects import completions
 from deepwell.errors import InvalidRequest
 from deepwell.http import sse
 from deepwell.http.auth import AuthenticatedCaller
 from deepwell.http.body import parse
-from deepwell.http.disconnect import ClientDisconnected, unless_disconnected
+from deepwell.http.disconnect import json_unless_disconnected
 from deepwell.http.state import services
 
 router = APIRouter()
 base_router = APIRouter()
-
-CLIENT_CLOSED_REQUEST = 499
 
 
 @router.post("/completions", response_model=None)
@@ -35,13 +32,8 @@ async def fim_completions(request: Request, caller: AuthenticatedCaller) -> Resp
             include_usage=body.include_usage, with_logprobs=with_logprobs
         )
         return sse.stream(events, encoder.encode)
-    async with aclosing(events):
-        try:
-            folded = completions.collect(events, with_logprobs=with_logprobs)
-            result = await unless_disconnected(request, folded)
-        except ClientDisconnected:
-            return Response(status_code=CLIENT_CLOSED_REQUEST)
-    return JSONResponse(result)
+    fold = functools.partial(completions.collect, with_logprobs=with_logprobs)
+    return await json_unless_disconnected(request, events, fold)
 
 
 @base_router.post("/completions", response_model=None)
