@@ -5,23 +5,28 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
+from datetime import timedelta
 
 from fastapi import FastAPI
 
 from deepwell import __version__
 from deepwell.accounts.keys import KeyStore
+from deepwell.billing.balances import Balances
+from deepwell.billing.ledger import Ledger
+from deepwell.billing.prices import PriceBook
 from deepwell.chat.fim import FimFormat, fim_format
 from deepwell.chat.template import ChatTemplate
 from deepwell.core.completion import CompletionService
+from deepwell.core.gateway import Gateway, Wallet
 from deepwell.core.service import GenerationService
 from deepwell.engine.base import Engine
 from deepwell.engine.loader import load_engine
 from deepwell.http import errors
-from deepwell.http.routes import chat, completions, health, models
-from deepwell.http.state import KeyLookup, Services
+from deepwell.http.routes import chat, completions, health, models, user
+from deepwell.http.state import BalanceLookup, KeyLookup, Services
 from deepwell.models.registry import ModelRegistry
 from deepwell.settings import Settings
-from deepwell.store.db import open_database
+from deepwell.store.db import Database, open_database
 
 OPENAI_PREFIXES = ("", "/v1")
 BETA_PREFIXES = ("/beta", "/v1/beta")
@@ -32,20 +37,41 @@ def create_app(
     *,
     engines: dict[str, Engine] | None = None,
     keys: KeyLookup | None = None,
+    wallet: Wallet | None = None,
+    balances: BalanceLookup | None = None,
 ) -> FastAPI:
-    """A FastAPI app for ``settings``. Tests pass fake ``engines`` or ``keys`` here."""
+    """A FastAPI app for ``settings``. Tests pass fake ``engines``, ``keys``, ``wallet``
+    or ``balances`` here; what is not passed is built from ``settings``."""
     registry = ModelRegistry(settings)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         async with AsyncExitStack() as stack:
-            key_lookup = keys if keys is not None else await _open_keys(settings, stack)
+            store = _Store(settings, stack)
+            key_lookup = keys if keys is not None else KeyStore(await store.database())
+            ledger = wallet if wallet is not None else await _open_ledger(settings, store)
+            balance_lookup = balances if balances is not None else Balances(await store.database())
             live = (
                 engines if engines is not None else await _load_engines(settings, registry, stack)
             )
-            generation = GenerationService(registry, live, _templates(live))
-            completion = CompletionService(registry, live, _fim_formats(settings, live))
-            app.state.services = Services(registry, generation, live, key_lookup, completion)
+            gateway = Gateway(
+                GenerationService(registry, live, _templates(live)),
+                CompletionService(registry, live, _fim_formats(settings, live)),
+                ledger,
+                PriceBook(settings.models),
+                currency=settings.billing.currency,
+                block_tokens=settings.cache.block_tokens,
+            )
+            stack.push_async_callback(gateway.close)
+            app.state.services = Services(
+                registry,
+                gateway,
+                live,
+                key_lookup,
+                balance_lookup,
+                charging=settings.billing.enabled,
+                currency=settings.billing.currency,
+            )
             yield
 
     app = FastAPI(title="deepwell", version=__version__, lifespan=lifespan)
@@ -54,6 +80,7 @@ def create_app(
         app.include_router(chat.router, prefix=prefix)
         app.include_router(models.router, prefix=prefix)
         app.include_router(completions.base_router, prefix=prefix)
+        app.include_router(user.router, prefix=prefix)
     for prefix in BETA_PREFIXES:
         app.include_router(chat.beta_router, prefix=prefix)
         app.include_router(completions.router, prefix=prefix)
@@ -61,10 +88,27 @@ def create_app(
     return app
 
 
-async def _open_keys(settings: Settings, stack: AsyncExitStack) -> KeyLookup:
-    database = await open_database(settings.database)
-    stack.push_async_callback(database.close)
-    return KeyStore(database)
+class _Store:
+    """The accounts database, opened on first use and closed with ``stack``."""
+
+    def __init__(self, settings: Settings, stack: AsyncExitStack) -> None:
+        self._settings = settings
+        self._stack = stack
+        self._database: Database | None = None
+
+    async def database(self) -> Database:
+        if self._database is None:
+            self._database = await open_database(self._settings.database)
+            self._stack.push_async_callback(self._database.close)
+        return self._database
+
+
+async def _open_ledger(settings: Settings, store: _Store) -> Ledger:
+    """The ledger, after releasing the holds an unfinished earlier run left."""
+    billing = settings.billing
+    ledger = Ledger(await store.database(), charging=billing.enabled, gateway_id=billing.gateway_id)
+    await ledger.release_stale(timedelta(hours=billing.stale_hold_hours))
+    return ledger
 
 
 async def _load_engines(

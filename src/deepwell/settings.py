@@ -7,10 +7,10 @@ the TOML file, then the defaults below.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, time
 from decimal import Decimal
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import platformdirs
 from pydantic import BaseModel, Field
@@ -108,11 +108,25 @@ class BackingModel(BaseModel):
 
 
 class Prices(BaseModel):
-    """USD per one million tokens."""
+    """Prices per one million tokens, in the billing currency (USD by default)."""
 
-    cache_hit_input: Decimal
-    cache_miss_input: Decimal
-    output: Decimal
+    cache_hit_input: Decimal = Field(ge=0)
+    cache_miss_input: Decimal = Field(ge=0)
+    output: Decimal = Field(ge=0)
+
+
+class PriceWindow(BaseModel):
+    """Other prices for part of the week, in UTC: from ``start`` to ``end`` (an ``end``
+    at or before ``start`` runs past midnight) on the ``weekdays`` the window starts on
+    (0 is Monday). The window a request is admitted in decides its prices."""
+
+    name: str = "off-peak"
+    start: time
+    end: time
+    weekdays: list[Annotated[int, Field(ge=0, le=6)]] = Field(
+        default_factory=lambda: list(range(7))
+    )
+    prices: Prices
 
 
 class PublicModel(BaseModel):
@@ -122,6 +136,7 @@ class PublicModel(BaseModel):
     max_output: int = 8_192
     thinking_default: bool = True
     prices: Prices
+    price_windows: list[PriceWindow] = Field(default_factory=list)
     owned_by: str = "deepseek"
 
 
@@ -206,6 +221,21 @@ class Thinking(BaseModel):
     passback: Literal["off", "present", "nonempty"] = "present"
 
 
+class BillingSettings(BaseModel):
+    """Balances and charging (see docs/billing.md).
+
+    With ``enabled`` false, usage and cost are still recorded in the ledger, but nothing
+    is held or charged and no request is refused for its balance. ``gateway_id`` names
+    this server's holds; servers sharing a database need distinct ids.
+    """
+
+    enabled: bool = True
+    currency: str = Field(default="USD", pattern="^[A-Z]{3}$")
+    starting_grant: Decimal = Field(default=Decimal("10"), ge=0)
+    gateway_id: str = Field(default="default", min_length=1, max_length=64)
+    stale_hold_hours: float = Field(default=24, gt=0)
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="DEEPWELL_", env_nested_delimiter="__", extra="ignore"
@@ -225,6 +255,7 @@ class Settings(BaseSettings):
     engine: EngineSettings = Field(default_factory=EngineSettings)
     cache: CacheSettings = Field(default_factory=CacheSettings)
     thinking: Thinking = Field(default_factory=Thinking)
+    billing: BillingSettings = Field(default_factory=BillingSettings)
 
     @classmethod
     def settings_customise_sources(

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import replace
+from decimal import Decimal
 from pathlib import Path
 
 import httpx
@@ -14,6 +15,7 @@ from fastapi import FastAPI
 from deepwell import app as app_module
 from deepwell.accounts.keys import KeyStore
 from deepwell.app import create_app
+from deepwell.billing.balances import Balances
 from deepwell.core.auth import Caller
 from deepwell.engine.fake import FakeEngine
 from deepwell.http.state import Services
@@ -70,6 +72,8 @@ def test_routes(tmp_path: Path) -> None:
         ("/v1/beta/completions", "POST"),
         ("/models", "GET"),
         ("/v1/models", "GET"),
+        ("/user/balance", "GET"),
+        ("/v1/user/balance", "GET"),
         ("/health", "GET"),
     }
 
@@ -120,12 +124,19 @@ async def test_engines_are_loaded_per_backing_model_and_closed(
     assert loaded[0][1].closed
 
 
-async def test_keys_come_from_the_database_by_default(tmp_path: Path) -> None:
-    settings = Settings(data_dir=tmp_path)
+async def funded_key(settings: Settings, amount: str = "1") -> str:
+    """A new key of account ``alice``, with ``amount`` USD topped up."""
     async with await open_database(settings.database) as database:
         created = await KeyStore(database).create("alice", "laptop")
+        await Balances(database).credit("alice", Decimal(amount), "USD", granted=False)
+    return created.key
+
+
+async def test_keys_and_money_come_from_the_database_by_default(tmp_path: Path) -> None:
+    settings = Settings(data_dir=tmp_path)
+    key = await funded_key(settings)
     app = create_app(settings, engines={DEFAULT_MODEL: FakeEngine("from db")})
-    async with serving(app, created.key) as client:
+    async with serving(app, key) as client:
         response = await client.post("/chat/completions", json=BODY)
         assert response.status_code == 200, response.text
         assert response.json()["choices"][0]["message"]["content"] == "from db"
@@ -133,12 +144,10 @@ async def test_keys_come_from_the_database_by_default(tmp_path: Path) -> None:
             "/chat/completions", json=BODY, headers={"Authorization": "Bearer sk-other"}
         )
         assert wrong.status_code == 401
+        balance = (await client.get("/user/balance")).json()
+    assert balance["is_available"] is True
+    assert balance["balance_infos"][0]["topped_up_balance"] == "0.99"
     assert (tmp_path / "deepwell.db").exists()
-
-
-class AnyKey:
-    async def authenticate(self, key: str) -> Caller | None:
-        return Caller(account_id=1, account="alice", key_id="key_1")
 
 
 async def test_prompts_are_rendered_with_the_engines_template(tmp_path: Path) -> None:
@@ -148,7 +157,9 @@ async def test_prompts_are_rendered_with_the_engines_template(tmp_path: Path) ->
         chat_template="{{ bos_token }}{% for m in messages %}[{{ m.content }}]{% endfor %}",
         bos_token="<BOS>",
     )
-    app = create_app(Settings(data_dir=tmp_path), engines={DEFAULT_MODEL: engine}, keys=AnyKey())
-    async with serving(app, "sk-any") as client:
+    settings = Settings(data_dir=tmp_path)
+    key = await funded_key(settings)
+    app = create_app(settings, engines={DEFAULT_MODEL: engine})
+    async with serving(app, key) as client:
         response = await client.post("/chat/completions", json=BODY)
     assert response.json()["usage"]["prompt_tokens"] == len("<BOS>[hi]")

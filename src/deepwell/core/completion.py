@@ -2,8 +2,8 @@
 
 ``CompletionService.prepare`` resolves and validates a request and renders its prompt
 with the model's FIM tokens; every error a client can cause is raised there. ``run``
-then yields ``Started``, ``CompletionText`` pieces (the echoed prompt first, when
-asked) and one ``Finished``.
+then yields ``CompletionText`` pieces (the echoed prompt first, when asked) and one
+``Finished``; the gateway puts ``Started`` before them.
 """
 
 from __future__ import annotations
@@ -14,10 +14,11 @@ from dataclasses import dataclass, field
 
 from deepwell.chat.fim import FimFormat
 from deepwell.core.auth import Caller
+from deepwell.core.checks import check_max_tokens, check_stop, fit_context
 from deepwell.core.events import Finished, Started
-from deepwell.core.limits import check_max_tokens, check_stop, fit_context, started, usage
+from deepwell.core.metering import Meter
 from deepwell.core.types import Sampling
-from deepwell.engine.base import Done, Engine, EngineRequest, TokenLogprob
+from deepwell.engine.base import Done, Engine, EngineRequest, Piece, TokenLogprob
 from deepwell.engine.text import Utf8Stream
 from deepwell.errors import InvalidRequest
 from deepwell.models.registry import ModelRegistry, ResolvedModel
@@ -114,18 +115,22 @@ class CompletionService:
             echo=request.prompt if request.echo else "",
         )
 
-    async def run(self, prepared: PreparedCompletion) -> AsyncGenerator[CompletionEvent, None]:
-        """Started, the text, then Finished. Closing the iterator aborts the generation."""
+    async def run(
+        self, prepared: PreparedCompletion, meter: Meter
+    ) -> AsyncGenerator[CompletionText | Finished, None]:
+        """The text (the echoed prompt first), then Finished; ``meter`` counts the tokens
+        as they come. Closing the iterator aborts the generation."""
         engine = self._engines[prepared.model.backing]
-        yield started(prepared.model.id, prepared.model.backing, thinking=False)
+        request = prepared.engine_request
         if prepared.echo:
             yield CompletionText(prepared.echo)
         offsets = _Offsets(start=len(prepared.echo))
-        async with aclosing(engine.generate(prepared.engine_request)) as events:
+        async with aclosing(engine.generate(request)) as events:
             async for event in events:
+                meter.count(event, len(request.prompt))
                 if isinstance(event, Done):
-                    yield Finished(event.reason, usage(event))
-                elif event.text or event.logprobs:
+                    yield Finished(event.reason, meter.usage())
+                elif isinstance(event, Piece) and (event.text or event.logprobs):
                     yield CompletionText(event.text, offsets.place(event.logprobs))
 
 

@@ -22,8 +22,8 @@ from deepwell.core.events import (
     ReasoningDelta,
     TextDelta,
     ToolCallDelta,
-    Usage,
 )
+from deepwell.core.metering import Meter
 from deepwell.engine.base import Done, Engine, EngineRequest, Piece, TokenLogprob
 
 
@@ -58,59 +58,40 @@ class Plan:
     tool_names: frozenset[str] = frozenset()
 
 
-@dataclass(slots=True)
-class _Tally:
-    # From the first generation that ran; the prompt's length when only the answer ran
-    # after an empty reasoning (its prompt then holds the closing marker too).
-    prompt: int | None = None
-    cached: int | None = None
-    reasoning: int = 0
-    answer: int = 0
-
-    def usage(self) -> Usage:
-        prompt = self.prompt or 0
-        return Usage(
-            prompt_tokens=prompt,
-            completion_tokens=self.reasoning + self.answer,
-            cache_hit_tokens=min(self.cached or 0, prompt),
-            reasoning_tokens=self.reasoning,
-        )
-
-
-async def decode(engine: Engine, plan: Plan) -> AsyncGenerator[Event, None]:
-    """Reasoning deltas, answer deltas and tool calls, then one ``Finished``.
+async def decode(engine: Engine, plan: Plan, meter: Meter) -> AsyncGenerator[Event, None]:
+    """Reasoning deltas, answer deltas and tool calls, then one ``Finished``; ``meter``
+    counts the tokens as they come.
 
     Closing the iterator aborts whichever generation is running.
     """
-    tally = _Tally(prompt=len(plan.request.prompt) if plan.think is not None else None)
     answer = plan.request
     if plan.think is not None:
         reasoning: list[str] = []
         done: Done | None = None
-        async with aclosing(_think(engine, plan.request, plan.think, reasoning)) as steps:
-            async for step in steps:
+        steps = _think(engine, plan.request, plan.think, reasoning, meter)
+        async with aclosing(steps) as events:
+            async for step in events:
                 if isinstance(step, Done):
                     done = step
                 else:
                     yield step
-        if done is not None:
-            tally.reasoning, tally.cached = done.completion_tokens, done.cached_tokens
-            tally.prompt = done.prompt_tokens
-            if done.reason == "insufficient_system_resource" or (
-                done.completion_tokens >= plan.request.max_tokens
-            ):
-                yield Finished(done.reason, tally.usage())
-                return
+        if done is not None and (
+            done.reason == "insufficient_system_resource"
+            or done.completion_tokens >= plan.request.max_tokens
+        ):
+            yield Finished(done.reason, meter.usage())
+            return
         answer = _answer_request(engine, plan.request, plan.think, "".join(reasoning), done)
     parser = plan.tools.parser(plan.tool_names) if plan.tools is not None else None
     reader = _AnswerReader(parser, plan.think.drop if plan.think is not None else ())
-    async with aclosing(_answer(engine, answer, reader, tally)) as events:
+    prompt = len(plan.request.prompt)
+    async with aclosing(_answer(engine, answer, reader, meter, prompt)) as events:
         async for event in events:
             yield event
 
 
 async def _think(
-    engine: Engine, request: EngineRequest, think: ThinkStep, text: list[str]
+    engine: Engine, request: EngineRequest, think: ThinkStep, text: list[str], meter: Meter
 ) -> AsyncGenerator[ReasoningDelta | Done, None]:
     """The reasoning as deltas (collected into ``text``), then the engine's ``Done``;
     nothing when the budget is zero."""
@@ -127,9 +108,10 @@ async def _think(
     )
     async with aclosing(engine.generate(step)) as events:
         async for event in events:
+            meter.count(event, len(request.prompt), reasoning=True)
             if isinstance(event, Done):
                 yield event
-            elif event.text or event.logprobs:
+            elif isinstance(event, Piece) and (event.text or event.logprobs):
                 text.append(event.text)
                 yield ReasoningDelta(event.text, event.logprobs)
 
@@ -148,23 +130,19 @@ def _answer_request(
 
 
 async def _answer(
-    engine: Engine, request: EngineRequest, reader: _AnswerReader, tally: _Tally
+    engine: Engine, request: EngineRequest, reader: _AnswerReader, meter: Meter, prompt: int
 ) -> AsyncGenerator[Event, None]:
     async with aclosing(engine.generate(request)) as events:
         async for event in events:
-            if not isinstance(event, Done):
+            meter.count(event, prompt)
+            if isinstance(event, Piece):
                 for out in reader.feed(event):
                     yield out
-                continue
-            for out in reader.flush():
-                yield out
-            tally.answer = event.completion_tokens
-            if tally.prompt is None:
-                tally.prompt = event.prompt_tokens
-            if tally.cached is None:
-                tally.cached = event.cached_tokens
-            yield Finished(_reason(event, reader.calls), tally.usage())
-            return
+            elif isinstance(event, Done):
+                for out in reader.flush():
+                    yield out
+                yield Finished(_reason(event, reader.calls), meter.usage())
+                return
 
 
 class _AnswerReader:

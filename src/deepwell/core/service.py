@@ -1,8 +1,9 @@
-"""The generation service: the only place where request policy lives.
+"""Chat generation: the request policy of a chat reply.
 
 ``prepare`` resolves and validates a request and renders its prompt; every error a
-client can cause is raised there, before a response is committed. ``run`` then
-drives the engine and yields core events.
+client can cause is raised there, before a response is committed. It is CPU work and
+runs off the event loop (the gateway sees to that). ``run`` then drives the engine
+and yields core events.
 """
 
 from __future__ import annotations
@@ -13,12 +14,13 @@ from dataclasses import dataclass
 
 from deepwell.chat.template import ChatTemplate
 from deepwell.core.auth import Caller
+from deepwell.core.checks import check_max_tokens, check_stop, fit_context
 from deepwell.core.decoding import Plan, decode
 from deepwell.core.events import Event
-from deepwell.core.limits import check_max_tokens, check_stop, fit_context, started
+from deepwell.core.metering import Meter
 from deepwell.core.planning import draft
 from deepwell.core.types import GenerationRequest, Message
-from deepwell.engine.base import Engine, EngineRequest
+from deepwell.engine.base import Engine
 from deepwell.errors import InvalidRequest
 from deepwell.models.registry import ModelRegistry, ResolvedModel
 
@@ -30,11 +32,6 @@ class Prepared:
     model: ResolvedModel
     plan: Plan
     thinking: bool
-
-    @property
-    def engine_request(self) -> EngineRequest:
-        """The reply's engine request: its prompt, total budget, stops and grammar."""
-        return self.plan.request
 
 
 class GenerationService:
@@ -71,16 +68,11 @@ class GenerationService:
         )
         return Prepared(model=model, plan=plan, thinking=reply.thinking)
 
-    async def run(self, prepared: Prepared) -> AsyncGenerator[Event, None]:
-        """Started, the deltas, then Finished. Closing the iterator aborts the generation."""
+    async def run(self, prepared: Prepared, meter: Meter) -> AsyncGenerator[Event, None]:
+        """The deltas, then Finished; ``meter`` counts the tokens as they come. Closing
+        the iterator aborts the generation."""
         engine = self._engines[prepared.model.backing]
-        yield started(
-            prepared.model.id,
-            prepared.model.backing,
-            thinking=prepared.thinking,
-            logprobs=prepared.plan.request.logprobs is not None,
-        )
-        async with aclosing(decode(engine, prepared.plan)) as events:
+        async with aclosing(decode(engine, prepared.plan, meter)) as events:
             async for event in events:
                 yield event
 

@@ -6,7 +6,7 @@ Requests become ``core.completion.CompletionRequest``; completion events become 
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterable, Sequence
 from typing import Annotated
 
 from pydantic import Field
@@ -56,7 +56,7 @@ def logprobs(placed: Sequence[CompletionLogprob]) -> Json:
     }
 
 
-async def collect(events: AsyncIterator[CompletionEvent], *, with_logprobs: bool) -> Json:
+async def collect(events: AsyncIterable[CompletionEvent], *, with_logprobs: bool) -> Json:
     """Fold a whole completion into one ``text_completion`` object."""
     started: Started | None = None
     text: list[str] = []

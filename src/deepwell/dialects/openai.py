@@ -6,7 +6,7 @@ core events become ``chat.completion`` objects or ``chat.completion.chunk`` dict
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterable, Iterable
 from dataclasses import dataclass, field
 from typing import Annotated, Any, Literal
 
@@ -252,7 +252,7 @@ class _Reply:
         return out
 
 
-async def collect(events: AsyncIterator[Event]) -> Json:
+async def collect(events: AsyncIterable[Event]) -> Json:
     """Fold a whole generation into one ``chat.completion`` object."""
     started: Started | None = None
     reply = _Reply()

@@ -2,7 +2,8 @@
 
 An engine owns one loaded model. It knows nothing of accounts, dialects or chat
 templates; the core renders prompts to token ids and folds the engine's events
-into a response.
+into a response. A generation yields ``Admitted`` once it starts (never, if it is
+abandoned while it waits), a ``Piece`` per generated token, and ``Done`` last.
 """
 
 from __future__ import annotations
@@ -54,24 +55,33 @@ class TokenLogprob:
 
 
 @dataclass(frozen=True, slots=True)
-class Piece:
-    """Newly generated text, and the logprobs of the tokens it came from when asked for.
+class Admitted:
+    """The engine began the generation. ``cached_tokens`` of its prompt were not read
+    again because their KV was already there (resident, or restored from a saved state);
+    the count is exact, not rounded to cache blocks (that is accounting, done above)."""
 
-    The text may be empty while a multi-byte character or a possible stop string is
-    incomplete; its tokens' logprobs then come with a later piece.
+    cached_tokens: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Piece:
+    """Newly generated text, the logprobs of the tokens it came from when asked for, and
+    how many generated ``tokens`` it accounts for.
+
+    Every generated token comes with a piece as soon as it is sampled, so a generation
+    cut at any point has reported exactly what it computed. The text may be empty while
+    a multi-byte character or a possible stop string is incomplete; its tokens' logprobs
+    then come with a later piece.
     """
 
     text: str
     logprobs: tuple[TokenLogprob, ...] = ()
+    tokens: int = 0
 
 
 @dataclass(frozen=True, slots=True)
 class Done:
-    """The last event of every generation.
-
-    ``cached_tokens`` is how many prompt tokens were not read again because their KV
-    was already there (resident, or restored from a saved state), in whole cache blocks.
-    """
+    """The last event of every generation; ``cached_tokens`` as in ``Admitted``."""
 
     reason: EngineFinish
     prompt_tokens: int
@@ -79,7 +89,7 @@ class Done:
     cached_tokens: int = 0
 
 
-EngineEvent = Piece | Done
+EngineEvent = Admitted | Piece | Done
 
 
 @dataclass(frozen=True, slots=True)

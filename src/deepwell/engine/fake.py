@@ -10,6 +10,7 @@ import asyncio
 from collections.abc import AsyncGenerator
 
 from deepwell.engine.base import (
+    Admitted,
     Done,
     EngineEvent,
     EngineFinish,
@@ -29,6 +30,8 @@ TEMPLATE = (
 class FakeEngine:
     def __init__(self, reply: str = "Hello from the fake engine.", context_length: int = 512):
         self.reply = reply
+        # Prompt tokens each generation reports as found in the KV cache.
+        self.cached = 0
         self.active = 0
         self._info = ModelInfo("fake", TEMPLATE, "", "", context_length)
 
@@ -44,19 +47,19 @@ class FakeEngine:
         try:
             stops = StopMatcher(request.stop)
             tokens = list(self.reply)[: request.max_tokens]
+            cached = min(self.cached, len(request.prompt))
+            yield Admitted(cached)
             for n, char in enumerate(tokens, start=1):
                 await asyncio.sleep(0)
-                text = stops.feed(char)
-                if text:
-                    yield Piece(text)
+                yield Piece(stops.feed(char), tokens=1)
                 if stops.stopped:
-                    yield Done("stop", len(request.prompt), n)
+                    yield Done("stop", len(request.prompt), n, cached)
                     return
             tail = stops.flush()
             if tail:
                 yield Piece(tail)
             reason: EngineFinish = "length" if len(self.reply) > request.max_tokens else "stop"
-            yield Done(reason, len(request.prompt), len(tokens))
+            yield Done(reason, len(request.prompt), len(tokens), cached)
         finally:
             self.active -= 1
 

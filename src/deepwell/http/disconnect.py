@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncGenerator, Callable, Coroutine
+from collections.abc import AsyncIterable, Callable, Coroutine
 from contextlib import aclosing
 from typing import Any, TypeVar
 
 from fastapi import Request, Response
 from fastapi.responses import JSONResponse
+
+from deepwell.http.sse import Events
 
 T = TypeVar("T")
 E = TypeVar("E")
@@ -42,8 +44,8 @@ async def _disconnected(request: Request) -> None:
 
 async def json_unless_disconnected(
     request: Request,
-    events: AsyncGenerator[E, None],
-    fold: Callable[[AsyncGenerator[E, None]], Coroutine[Any, Any, dict[str, Any]]],
+    events: Events[E],
+    fold: Callable[[AsyncIterable[E]], Coroutine[Any, Any, dict[str, Any]]],
 ) -> Response:
     """One JSON body folded from ``events``; a client gone first gets nothing (499) and
     its generation is aborted."""

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import AsyncGenerator, AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable
 from contextlib import aclosing
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from fastapi.responses import StreamingResponse
+from starlette.types import Receive, Scope, Send
 
 from deepwell.errors import DeepwellError
 
@@ -22,9 +23,34 @@ def data(payload: Any) -> bytes:
 
 
 E = TypeVar("E")
+E_co = TypeVar("E_co", covariant=True)
 
 
-def stream(events: AsyncGenerator[E, None], encode: Callable[[E], Any]) -> StreamingResponse:
+class Events(Protocol[E_co]):
+    """What a route streams: events to iterate once, and ``aclose`` to end them (an
+    async generator, or a gateway ``Generation``)."""
+
+    def __aiter__(self) -> AsyncIterator[E_co]: ...
+
+    async def aclose(self) -> None: ...
+
+
+class EventStream(StreamingResponse):
+    """A streaming response that closes its events when it ends, however it ends: even
+    when the client is gone before the body began, so nothing they hold is leaked."""
+
+    def __init__(self, body: AsyncIterator[bytes], events: Events[Any]) -> None:
+        super().__init__(body, media_type="text/event-stream; charset=utf-8", headers=HEADERS)
+        self._events = events
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            await self._events.aclose()
+
+
+def stream(events: Events[E], encode: Callable[[E], Any]) -> EventStream:
     """An SSE response of ``encode(event)`` for each event (none where it is None).
 
     Once the stream has begun, an error becomes a final ``data: {"error": ...}`` line.
@@ -46,4 +72,4 @@ def stream(events: AsyncGenerator[E, None], encode: Callable[[E], Any]) -> Strea
                 yield data(DeepwellError("The server had an error while streaming.").envelope())
         yield b"data: [DONE]\n\n"
 
-    return StreamingResponse(body(), media_type="text/event-stream; charset=utf-8", headers=HEADERS)
+    return EventStream(body(), events)

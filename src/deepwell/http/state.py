@@ -7,9 +7,9 @@ from typing import Protocol
 
 from fastapi import Request
 
+from deepwell.billing.balances import BalanceInfo
 from deepwell.core.auth import Caller
-from deepwell.core.completion import CompletionService
-from deepwell.core.service import GenerationService
+from deepwell.core.gateway import Gateway
 from deepwell.engine.base import Engine
 from deepwell.models.registry import ModelRegistry
 
@@ -18,13 +18,20 @@ class KeyLookup(Protocol):
     async def authenticate(self, key: str) -> Caller | None: ...
 
 
+class BalanceLookup(Protocol):
+    async def of(self, account_id: int) -> list[BalanceInfo]: ...
+
+
 @dataclass(slots=True)
 class Services:
     registry: ModelRegistry
-    generation: GenerationService
+    gateway: Gateway
     engines: dict[str, Engine]
     keys: KeyLookup
-    completion: CompletionService
+    balances: BalanceLookup
+    # Whether requests are charged (billing.enabled), and in which currency.
+    charging: bool
+    currency: str
 
 
 def services(request: Request) -> Services:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from sqlalchemy import DateTime, Dialect, ForeignKey, MetaData, String
+from sqlalchemy import BigInteger, Boolean, DateTime, Dialect, ForeignKey, Integer, MetaData, String
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
 
@@ -79,3 +79,80 @@ class ApiKey(Base):
     last4: Mapped[str] = mapped_column(String(4))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+
+class Balance(Base):
+    """An account's money in one currency, in billionths of the unit (see ``billing``).
+
+    ``held_nanos`` is the sum of the account's open holds in that currency: what running
+    requests may still cost. What a new request may hold is
+    ``granted_nanos + topped_up_nanos - held_nanos``.
+    """
+
+    __tablename__ = "balances"
+
+    account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id"), primary_key=True)
+    currency: Mapped[str] = mapped_column(String(3), primary_key=True)
+    granted_nanos: Mapped[int] = mapped_column(BigInteger)
+    topped_up_nanos: Mapped[int] = mapped_column(BigInteger)
+    held_nanos: Mapped[int] = mapped_column(BigInteger)
+
+
+class Hold(Base):
+    """The worst-case cost of one running request, reserved from its account's balance."""
+
+    __tablename__ = "holds"
+
+    request_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id"))
+    currency: Mapped[str] = mapped_column(String(3))
+    amount_nanos: Mapped[int] = mapped_column(BigInteger)
+    gateway_id: Mapped[str] = mapped_column(String(64), index=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class Credit(Base):
+    """Money added to an account: a top-up, or a grant (spent first)."""
+
+    __tablename__ = "credits"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id"), index=True)
+    currency: Mapped[str] = mapped_column(String(3))
+    amount_nanos: Mapped[int] = mapped_column(BigInteger)
+    granted: Mapped[bool] = mapped_column(Boolean)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class LedgerEntry(Base):
+    """One settled request: its tokens, the prices it was charged at, and its cost.
+
+    Prices are per million tokens and, like the cost, in billionths of ``currency``.
+    ``charged`` is false where billing was off: the cost is recorded, not deducted.
+    Never the prompt, never the key.
+    """
+
+    __tablename__ = "ledger"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    request_id: Mapped[str] = mapped_column(String(64), unique=True)
+    account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id"), index=True)
+    key_id: Mapped[str | None] = mapped_column(String(20))
+    model: Mapped[str] = mapped_column(String(NAME_LENGTH))
+    backing: Mapped[str] = mapped_column(String(NAME_LENGTH))
+    currency: Mapped[str] = mapped_column(String(3))
+    hit_tokens: Mapped[int] = mapped_column(Integer)
+    miss_tokens: Mapped[int] = mapped_column(Integer)
+    output_tokens: Mapped[int] = mapped_column(Integer)
+    reasoning_tokens: Mapped[int] = mapped_column(Integer)
+    hit_price_nanos: Mapped[int] = mapped_column(BigInteger)
+    miss_price_nanos: Mapped[int] = mapped_column(BigInteger)
+    output_price_nanos: Mapped[int] = mapped_column(BigInteger)
+    price_window: Mapped[str | None] = mapped_column(String(64))
+    cost_nanos: Mapped[int] = mapped_column(BigInteger)
+    charged: Mapped[bool] = mapped_column(Boolean)
+    finish_reason: Mapped[str] = mapped_column(String(40))
+    ttft_ms: Mapped[int | None] = mapped_column(Integer)
+    duration_ms: Mapped[int] = mapped_column(Integer)
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)
+    finished_at: Mapped[datetime] = mapped_column(UTCDateTime())

@@ -19,9 +19,18 @@ from deepwell.core.completion import (
     CompletionText,
     PreparedCompletion,
 )
-from deepwell.core.events import Finished, Started, Usage
+from deepwell.core.events import Finished, Usage
+from deepwell.core.metering import Meter
 from deepwell.core.types import Sampling
-from deepwell.engine.base import Done, EngineEvent, EngineRequest, Piece, TokenLogprob, TopLogprob
+from deepwell.engine.base import (
+    Admitted,
+    Done,
+    EngineEvent,
+    EngineRequest,
+    Piece,
+    TokenLogprob,
+    TopLogprob,
+)
 from deepwell.engine.fake import FakeEngine
 from deepwell.errors import InvalidRequest, ModelNotFound
 from deepwell.models.registry import ModelRegistry
@@ -61,7 +70,7 @@ def service(engine: FakeEngine) -> CompletionService:
 async def run_all(
     service: CompletionService, prepared: PreparedCompletion
 ) -> list[CompletionEvent]:
-    return [event async for event in service.run(prepared)]
+    return [event async for event in service.run(prepared, Meter(block_tokens=64))]
 
 
 # -- prepare -------------------------------------------------------------------------
@@ -192,10 +201,7 @@ def test_the_default_models_think_by_default_yet_serve_fim(service: CompletionSe
 
 async def test_events_in_order(service: CompletionService) -> None:
     events = await run_all(service, service.prepare(request(), CALLER))
-    started, *pieces, finished = events
-    assert isinstance(started, Started)
-    assert started.thinking is False
-    assert started.model == "deepseek-v4-flash"
+    *pieces, finished = events
     assert pieces
     assert all(isinstance(p, CompletionText) and p.text and not p.logprobs for p in pieces)
     assert "".join(p.text for p in pieces) == REPLY  # type: ignore[union-attr]
@@ -204,22 +210,21 @@ async def test_events_in_order(service: CompletionService) -> None:
 
 async def test_echo_comes_first(service: CompletionService) -> None:
     events = await run_all(service, service.prepare(request("def f():", echo=True), CALLER))
-    assert events[1] == CompletionText("def f():")
+    assert events[0] == CompletionText("def f():")
     text = "".join(e.text for e in events if isinstance(e, CompletionText))
     assert text == "def f():" + REPLY
 
 
 async def test_an_empty_prompt_echoes_nothing(service: CompletionService) -> None:
     events = await run_all(service, service.prepare(request("", echo=True), CALLER))
-    assert events[1] == CompletionText(REPLY[0])
+    assert events[0] == CompletionText(REPLY[0])
 
 
 async def test_closing_run_aborts_the_generation(
     service: CompletionService, engine: FakeEngine
 ) -> None:
     prepared = service.prepare(request(), CALLER)
-    async with aclosing(service.run(prepared)) as events:
-        assert isinstance(await anext(events), Started)
+    async with aclosing(service.run(prepared, Meter(block_tokens=64))) as events:
         assert isinstance(await anext(events), CompletionText)
         assert engine.active == 1
     assert engine.active == 0
@@ -245,12 +250,13 @@ def logprob(raw: bytes, value: float = -0.5) -> TokenLogprob:
 async def test_logprobs_carry_offsets_in_the_returned_text() -> None:
     euro = "€".encode()
     script: list[EngineEvent] = [
-        Piece("ab", (logprob(b"a"), logprob(b"b", -1.0))),
+        Admitted(),
+        Piece("ab", (logprob(b"a"), logprob(b"b", -1.0)), tokens=2),
         # A character split over two tokens: the text comes with the second.
-        Piece("", ()),
-        Piece("€", (logprob(euro[:1]), logprob(euro[1:]))),
-        Piece("c", (logprob(b"c"),)),
-        Done("stop", 7, 5, 0),
+        Piece("", (), tokens=1),
+        Piece("€", (logprob(euro[:1]), logprob(euro[1:])), tokens=1),
+        Piece("c", (logprob(b"c"),), tokens=1),
+        Done("stop", 8, 5, 0),
     ]
     service = build(ScriptedEngine(script))
     events = await run_all(service, service.prepare(request("xyz", echo=True), CALLER))
@@ -259,18 +265,20 @@ async def test_logprobs_carry_offsets_in_the_returned_text() -> None:
     placed = [lp for p in pieces for lp in p.logprobs]
     assert [lp.offset for lp in placed] == [3, 4, 5, 5, 6]
     assert placed[1] == CompletionLogprob("b", -1.0, 4, (("b", -1.0),))
-    assert events[-1] == Finished("stop", Usage(7, 5))
+    assert events[-1] == Finished("stop", Usage(8, 5))
 
 
 async def test_offsets_start_at_zero_without_echo() -> None:
     script: list[EngineEvent] = [Piece("hi", (logprob(b"h"), logprob(b"i"))), Done("stop", 7, 2)]
     service = build(ScriptedEngine(script))
     events = await run_all(service, service.prepare(request(), CALLER))
-    assert isinstance(events[1], CompletionText)
-    assert [lp.offset for lp in events[1].logprobs] == [0, 1]
+    assert isinstance(events[0], CompletionText)
+    assert [lp.offset for lp in events[0].logprobs] == [0, 1]
 
 
-async def test_cached_tokens_are_cache_hits() -> None:
-    service = build(ScriptedEngine([Piece("a"), Done("length", 200, 1, 128)]))
-    events = await run_all(service, service.prepare(request(), CALLER))
-    assert events[-1] == Finished("length", Usage(200, 1, cache_hit_tokens=128))
+async def test_cached_tokens_are_hits_in_whole_blocks() -> None:
+    prompt = "x" * 200
+    script: list[EngineEvent] = [Admitted(150), Piece("a", tokens=1), Done("length", 205, 1, 150)]
+    service = build(ScriptedEngine(script))
+    events = await run_all(service, service.prepare(request(prompt), CALLER))
+    assert events[-1] == Finished("length", Usage(205, 1, cache_hit_tokens=128))

@@ -15,6 +15,7 @@ from deepwell.core.events import (
     ToolCallDelta,
     Usage,
 )
+from deepwell.core.metering import Meter
 from deepwell.core.types import Sampling
 from deepwell.engine.base import Done, EngineEvent, EngineRequest, Piece, TokenLogprob
 from deepwell.engine.fake import FakeEngine
@@ -57,7 +58,7 @@ def plan(max_tokens: int = 100, think: ThinkStep | None = THINK, **fields: objec
 
 
 async def events_of(engine: Scripted, p: Plan) -> list[Event]:
-    return [event async for event in decode(engine, p)]
+    return [event async for event in decode(engine, p, Meter(block_tokens=1))]
 
 
 async def test_reasoning_then_answer_on_the_same_prefix() -> None:

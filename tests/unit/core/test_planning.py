@@ -51,7 +51,7 @@ def prepare(settings: Settings | None = None, **fields: Any) -> Prepared:
 
 
 def prompt_text(prepared: Prepared) -> str:
-    return "".join(chr(t) for t in prepared.engine_request.prompt)
+    return "".join(chr(t) for t in prepared.plan.request.prompt)
 
 
 def test_thinking_is_on_by_default_with_a_prompted_think_block() -> None:
@@ -64,7 +64,7 @@ def test_thinking_is_on_by_default_with_a_prompted_think_block() -> None:
     assert think is not None
     assert (think.budget, think.end) == (64, "</think>")
     # The client's sampling has no effect in thinking mode; its seed does.
-    assert prepared.engine_request.sampling == Sampling(temperature=0.6, top_p=0.95, seed=7)
+    assert prepared.plan.request.sampling == Sampling(temperature=0.6, top_p=0.95, seed=7)
 
 
 def test_the_reasoning_gets_at_most_half_of_max_tokens() -> None:
@@ -86,7 +86,7 @@ def test_thinking_off_is_a_plain_reply() -> None:
     assert not prepared.thinking
     assert prepared.plan.think is None
     assert prompt_text(prepared) == "<|user|>hi\n<|assistant|>"
-    assert prepared.engine_request.sampling == sampling
+    assert prepared.plan.request.sampling == sampling
 
 
 def test_a_model_that_cannot_reason_thinks_with_an_empty_reasoning() -> None:
@@ -115,7 +115,7 @@ def test_forced_calls_are_refused_in_thinking_mode(choice: ToolChoice) -> None:
 
 def test_required_calls_are_constrained_to_every_tool() -> None:
     prepared = prepare(thinking=False, tools=(WEATHER, TIME), tool_choice=ToolChoice("required"))
-    grammar = prepared.engine_request.grammar
+    grammar = prepared.plan.request.grammar
     assert grammar is not None
     assert "get_weather" in grammar
     assert "get_time" in grammar
@@ -134,7 +134,7 @@ def test_a_named_call_is_constrained_to_that_tool() -> None:
 
 def test_auto_parses_calls_without_a_grammar() -> None:
     prepared = prepare(tools=(WEATHER,))
-    assert prepared.engine_request.grammar is None
+    assert prepared.plan.request.grammar is None
     assert prepared.plan.tools is HERMES
     assert prepared.plan.tool_names == {"get_weather"}
 
@@ -142,19 +142,19 @@ def test_auto_parses_calls_without_a_grammar() -> None:
 def test_tool_choice_none_offers_no_tools() -> None:
     prepared = prepare(tools=(WEATHER,), tool_choice=ToolChoice("none"))
     assert prepared.plan.tools is None
-    assert prepared.engine_request.grammar is None
+    assert prepared.plan.request.grammar is None
 
 
 def test_json_output_is_constrained_in_both_modes() -> None:
-    assert prepare(json_output=True).engine_request.grammar == JSON_OBJECT
-    assert prepare(json_output=True, thinking=False).engine_request.grammar == JSON_OBJECT
+    assert prepare(json_output=True).plan.request.grammar == JSON_OBJECT
+    assert prepare(json_output=True, thinking=False).plan.request.grammar == JSON_OBJECT
 
 
 def test_strict_tools_on_beta_constrain_auto_calls() -> None:
-    grammar = prepare(tools=(STRICT,), beta=True).engine_request.grammar
+    grammar = prepare(tools=(STRICT,), beta=True).plan.request.grammar
     assert grammar is not None
     assert "bare-calls" in grammar
-    assert prepare(tools=(STRICT,)).engine_request.grammar is None
+    assert prepare(tools=(STRICT,)).plan.request.grammar is None
 
 
 def test_a_strict_schema_that_cannot_be_enforced_is_a_400() -> None:
@@ -178,8 +178,8 @@ def test_validation_runs_before_anything() -> None:
 
 
 def test_logprobs_pass_through() -> None:
-    assert prepare(logprobs=3).engine_request.logprobs == 3
-    assert prepare().engine_request.logprobs is None
+    assert prepare(logprobs=3).plan.request.logprobs == 3
+    assert prepare().plan.request.logprobs is None
 
 
 @pytest.mark.parametrize(
@@ -196,5 +196,5 @@ def test_logprobs_pass_through() -> None:
 def test_odd_schemas_still_give_a_grammar_for_forced_calls(parameters: dict[str, Any]) -> None:
     tool = Tool("f", parameters=parameters)
     prepared = prepare(thinking=False, tools=(tool,), tool_choice=ToolChoice("required"))
-    assert prepared.engine_request.grammar is not None
-    assert "tool0-arguments" in prepared.engine_request.grammar
+    assert prepared.plan.request.grammar is not None
+    assert "tool0-arguments" in prepared.plan.request.grammar

@@ -1,4 +1,4 @@
-"""GenerationService: request policy in ``prepare`` and the event order of ``run``."""
+"""GenerationService: request policy in ``prepare`` and the events of ``run``."""
 
 from __future__ import annotations
 
@@ -11,11 +11,12 @@ import pytest
 
 from deepwell.chat.template import ChatTemplate
 from deepwell.core.auth import Caller
-from deepwell.core.events import Event, Finished, Started, TextDelta, Usage
-from deepwell.core.limits import MAX_STOP_SEQUENCES
+from deepwell.core.checks import MAX_STOP_SEQUENCES
+from deepwell.core.events import Event, Finished, TextDelta, Usage
+from deepwell.core.metering import Meter
 from deepwell.core.service import GenerationService, Prepared
 from deepwell.core.types import GenerationRequest, Message, Sampling
-from deepwell.engine.base import Done, EngineEvent, EngineRequest, Piece
+from deepwell.engine.base import Admitted, Done, EngineEvent, EngineRequest, Piece
 from deepwell.engine.fake import FakeEngine
 from deepwell.errors import InvalidRequest, ModelNotFound
 from deepwell.models.registry import ModelRegistry
@@ -54,7 +55,7 @@ def service(engine: FakeEngine) -> GenerationService:
 
 
 async def run_all(service: GenerationService, prepared: Prepared) -> list[Event]:
-    return [event async for event in service.run(prepared)]
+    return [event async for event in service.run(prepared, Meter(block_tokens=8))]
 
 
 # -- prepare -------------------------------------------------------------------------
@@ -68,22 +69,22 @@ def test_default_models_share_one_backing_model() -> None:
 def test_prepare_renders_and_tokenizes(service: GenerationService) -> None:
     prepared = service.prepare(request(), CALLER)
     assert prepared.model.id == "deepseek-v4-flash"
-    assert prepared.engine_request.prompt == tuple(ord(c) for c in PROMPT_HI)
+    assert prepared.plan.request.prompt == tuple(ord(c) for c in PROMPT_HI)
 
 
 def test_default_max_tokens_fills_the_context(service: GenerationService) -> None:
     prepared = service.prepare(request(), CALLER)
-    assert prepared.engine_request.max_tokens == 512 - len(PROMPT_HI)
+    assert prepared.plan.request.max_tokens == 512 - len(PROMPT_HI)
 
 
 def test_default_max_tokens_is_capped_by_max_output() -> None:
     engine = FakeEngine(REPLY, context_length=100_000)
     prepared = build(engine).prepare(request(), CALLER)
-    assert prepared.engine_request.max_tokens == 8192
+    assert prepared.plan.request.max_tokens == 8192
 
 
 def test_explicit_max_tokens_is_kept(service: GenerationService) -> None:
-    assert service.prepare(request(max_tokens=5), CALLER).engine_request.max_tokens == 5
+    assert service.prepare(request(max_tokens=5), CALLER).plan.request.max_tokens == 5
 
 
 @pytest.mark.parametrize("max_tokens", [0, -1, 8193, 1_000_000])
@@ -107,15 +108,15 @@ def test_max_tokens_range_follows_the_model() -> None:
     ):
         service.prepare(request(model="small", max_tokens=101), CALLER)
     prepared = service.prepare(request(model="small", max_tokens=100), CALLER)
-    assert prepared.engine_request.max_tokens == 100
-    assert service.prepare(request(model="small"), CALLER).engine_request.max_tokens == 100
+    assert prepared.plan.request.max_tokens == 100
+    assert service.prepare(request(model="small"), CALLER).plan.request.max_tokens == 100
 
 
 @pytest.mark.parametrize("max_tokens", [1, 8192])
 def test_max_tokens_bounds_are_valid(max_tokens: int) -> None:
     service = build(FakeEngine(REPLY, context_length=100_000))
     prepared = service.prepare(request(max_tokens=max_tokens), CALLER)
-    assert prepared.engine_request.max_tokens == max_tokens
+    assert prepared.plan.request.max_tokens == max_tokens
 
 
 def test_context_length_error_with_max_tokens() -> None:
@@ -150,7 +151,7 @@ def test_prompt_that_fills_the_context_exactly_is_too_long() -> None:
 
 def test_prompt_one_short_of_the_context_leaves_one_token() -> None:
     service = build(FakeEngine(REPLY, context_length=len(PROMPT_HI) + 1))
-    assert service.prepare(request(), CALLER).engine_request.max_tokens == 1
+    assert service.prepare(request(), CALLER).plan.request.max_tokens == 1
     with pytest.raises(InvalidRequest, match="maximum context length"):
         service.prepare(request(max_tokens=2), CALLER)
 
@@ -158,7 +159,7 @@ def test_prompt_one_short_of_the_context_leaves_one_token() -> None:
 def test_sixteen_stops_are_allowed(service: GenerationService) -> None:
     stops = tuple(f"s{i}" for i in range(MAX_STOP_SEQUENCES))
     assert MAX_STOP_SEQUENCES == 16
-    assert service.prepare(request(stop=stops), CALLER).engine_request.stop == stops
+    assert service.prepare(request(stop=stops), CALLER).plan.request.stop == stops
 
 
 def test_more_than_sixteen_stops_is_a_400(service: GenerationService) -> None:
@@ -178,16 +179,16 @@ def test_unknown_model(service: GenerationService) -> None:
 def test_sampling_and_namespace(service: GenerationService) -> None:
     sampling = Sampling(temperature=0.2, top_p=0.5, seed=42)
     prepared = service.prepare(request(sampling=sampling, user_id="bob"), CALLER)
-    assert prepared.engine_request.sampling == sampling
-    assert prepared.engine_request.namespace == "7/bob"
-    assert service.prepare(request(), CALLER).engine_request.namespace == "7/"
+    assert prepared.plan.request.sampling == sampling
+    assert prepared.plan.request.namespace == "7/bob"
+    assert service.prepare(request(), CALLER).plan.request.namespace == "7/"
 
 
 def test_namespace_separates_accounts(service: GenerationService) -> None:
     other = Caller(account_id=8, account="bob", key_id="key_x")
     assert (
-        service.prepare(request(), CALLER).engine_request.namespace
-        != service.prepare(request(), other).engine_request.namespace
+        service.prepare(request(), CALLER).plan.request.namespace
+        != service.prepare(request(), other).plan.request.namespace
     )
 
 
@@ -203,27 +204,11 @@ def test_template_objection_is_a_400(engine: FakeEngine) -> None:
 
 
 async def test_events_in_order(service: GenerationService) -> None:
-    events = await run_all(service, service.prepare(request(), CALLER))
-    started, *deltas, finished = events
-    assert isinstance(started, Started)
-    assert started.model == "deepseek-v4-flash"
-    assert started.thinking is False
-    assert re.fullmatch(r"fp_[0-9a-f]{10}", started.fingerprint)
-    assert started.created > 1_700_000_000
+    *deltas, finished = await run_all(service, service.prepare(request(), CALLER))
     assert deltas
     assert all(isinstance(d, TextDelta) and d.text for d in deltas)
     assert "".join(d.text for d in deltas) == REPLY  # type: ignore[union-attr]
     assert finished == Finished("stop", Usage(len(PROMPT_HI), len(REPLY)))
-
-
-async def test_each_run_has_its_own_id(service: GenerationService) -> None:
-    prepared = service.prepare(request(), CALLER)
-    first = (await run_all(service, prepared))[0]
-    second = (await run_all(service, prepared))[0]
-    assert isinstance(first, Started)
-    assert isinstance(second, Started)
-    assert first.id != second.id
-    assert first.fingerprint == second.fingerprint
 
 
 async def test_length_finish(service: GenerationService) -> None:
@@ -243,8 +228,7 @@ async def test_closing_run_aborts_the_generation(
     service: GenerationService, engine: FakeEngine
 ) -> None:
     prepared = service.prepare(request(), CALLER)
-    async with aclosing(service.run(prepared)) as events:
-        assert isinstance(await anext(events), Started)
+    async with aclosing(service.run(prepared, Meter(block_tokens=8))) as events:
         assert isinstance(await anext(events), TextDelta)
         assert engine.active == 1
     assert engine.active == 0
@@ -264,13 +248,21 @@ class ScriptedEngine(FakeEngine):
             yield event
 
 
-async def test_empty_pieces_are_not_deltas_and_cached_tokens_are_cache_hits() -> None:
-    engine = ScriptedEngine([Piece(""), Piece("a"), Piece(""), Piece("b"), Done("stop", 20, 2, 16)])
+async def test_empty_pieces_are_not_deltas_and_hits_count_in_whole_blocks() -> None:
+    script: list[EngineEvent] = [
+        Admitted(20),
+        Piece("", tokens=1),
+        Piece("a", tokens=1),
+        Piece("", tokens=1),
+        Piece("b", tokens=1),
+        Done("stop", len(PROMPT_HI), 4, 20),
+    ]
+    engine = ScriptedEngine(script)
     service = build(engine)
     events = await run_all(service, service.prepare(request(), CALLER))
-    assert events[1:] == [
+    assert events == [
         TextDelta("a"),
         TextDelta("b"),
-        Finished("stop", Usage(prompt_tokens=20, completion_tokens=2, cache_hit_tokens=16)),
+        Finished("stop", Usage(len(PROMPT_HI), completion_tokens=4, cache_hit_tokens=16)),
     ]
     assert engine.requests[0].namespace == "7/"

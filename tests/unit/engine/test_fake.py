@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from contextlib import aclosing
 
-from deepwell.engine.base import Done, EngineEvent, EngineRequest, Piece
+from deepwell.engine.base import Admitted, Done, EngineEvent, EngineRequest, Piece
 from deepwell.engine.fake import TEMPLATE, FakeEngine
 
 PROMPT = (1, 2, 3, 4, 5)
@@ -22,8 +22,9 @@ def text_of(items: list[EngineEvent]) -> str:
 async def test_whole_reply_then_done() -> None:
     items = await events(FakeEngine("Hi there"), max_tokens=100)
     assert text_of(items) == "Hi there"
+    assert items[0] == Admitted(0)
     assert items[-1] == Done("stop", 5, 8)
-    assert all(isinstance(e, Piece) for e in items[:-1])
+    assert all(isinstance(e, Piece) and e.tokens == 1 for e in items[1:-1])
 
 
 async def test_max_tokens_cuts_with_length() -> None:
@@ -66,7 +67,8 @@ async def test_info_and_health() -> None:
 async def test_active_counts_running_generations_and_closing_frees_them() -> None:
     engine = FakeEngine("abcdef")
     async with aclosing(engine.generate(EngineRequest(prompt=PROMPT, max_tokens=10))) as stream:
-        assert await anext(stream) == Piece("a")
+        assert await anext(stream) == Admitted(0)
+        assert await anext(stream) == Piece("a", tokens=1)
         assert engine.active == 1
         assert (await engine.health()).sequences_busy == 1
     assert engine.active == 0

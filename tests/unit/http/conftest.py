@@ -9,7 +9,7 @@ from pathlib import Path
 import httpx
 import pytest
 from fastapi import FastAPI
-from http_fakes import KEY, REPLY, FakeKeys
+from http_fakes import KEY, REPLY, FakeKeys, FakeWallet
 
 from deepwell.app import create_app
 from deepwell.engine.fake import FakeEngine
@@ -30,6 +30,11 @@ def keys() -> FakeKeys:
 
 
 @pytest.fixture
+def wallet() -> FakeWallet:
+    return FakeWallet()
+
+
+@pytest.fixture
 def settings(tmp_path: Path, clean_env: None) -> Settings:
     return Settings(
         data_dir=tmp_path,
@@ -45,8 +50,10 @@ def settings(tmp_path: Path, clean_env: None) -> Settings:
 
 
 @pytest.fixture
-def app(settings: Settings, engine: FakeEngine, keys: FakeKeys) -> FastAPI:
-    return create_app(settings, engines={DEFAULT_MODEL: engine}, keys=keys)
+def app(settings: Settings, engine: FakeEngine, keys: FakeKeys, wallet: FakeWallet) -> FastAPI:
+    return create_app(
+        settings, engines={DEFAULT_MODEL: engine}, keys=keys, wallet=wallet, balances=wallet
+    )
 
 
 @pytest.fixture

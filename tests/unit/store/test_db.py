@@ -34,7 +34,15 @@ async def test_creates_parent_dir_and_tables(tmp_path: Path) -> None:
     finally:
         await database.close()
     assert path.is_file()
-    assert tables == ["accounts", "alembic_version", "api_keys"]
+    assert tables == [
+        "accounts",
+        "alembic_version",
+        "api_keys",
+        "balances",
+        "credits",
+        "holds",
+        "ledger",
+    ]
 
 
 async def test_migrations_run_twice_are_idempotent(tmp_path: Path) -> None:
@@ -44,7 +52,7 @@ async def test_migrations_run_twice_are_idempotent(tmp_path: Path) -> None:
         async with database.engine.connect() as connection:
             version = await connection.scalar(text("SELECT version_num FROM alembic_version"))
         await database.close()
-        assert version == "0001"
+        assert version == "0002"
 
 
 async def test_models_match_migrations(tmp_path: Path) -> None:

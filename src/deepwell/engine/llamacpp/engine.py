@@ -9,6 +9,7 @@ from pathlib import Path
 
 from deepwell.cache.store import PrefixCache, Restore
 from deepwell.engine.base import (
+    Admitted,
     Done,
     EngineEvent,
     EngineHealth,
@@ -19,12 +20,10 @@ from deepwell.engine.base import (
 )
 from deepwell.engine.llamacpp.model import LlamaModel
 from deepwell.engine.llamacpp.sampler import GrammarError, build_chain, free_chain
-from deepwell.engine.llamacpp.scheduler import End, Output, Scheduler, Sequence
+from deepwell.engine.llamacpp.scheduler import Begin, End, Output, Scheduler, Sequence
 from deepwell.engine.text import StopMatcher, Utf8Stream
 from deepwell.errors import EngineFailure, InvalidRequest
 from deepwell.settings import EngineSettings
-
-DEFAULT_BLOCK = 64
 
 
 class LlamaCppEngine:
@@ -89,31 +88,29 @@ class LlamaCppEngine:
         try:
             while True:
                 out = await outputs.get()
+                if isinstance(out, Begin):
+                    yield Admitted(out.reused)
+                    continue
                 if isinstance(out, End):
                     tail = stops.feed(utf8.flush()) + stops.flush()
                     if tail or pending:
                         yield Piece(tail, tuple(pending))
-                    yield Done(out.reason, len(request.prompt), generated, self._hit(seq))
+                    yield Done(out.reason, len(request.prompt), generated, seq.reused)
                     return
                 generated += 1
                 if out.logprob is not None:
                     pending.append(out.logprob)
                 text = stops.feed(utf8.feed(self._model.piece(out.id)))
+                yield Piece(text, tuple(pending) if text else (), tokens=1)
                 if text:
-                    yield Piece(text, tuple(pending))
                     pending.clear()
                 if stops.stopped:
-                    yield Done("stop", len(request.prompt), generated, self._hit(seq))
+                    yield Done("stop", len(request.prompt), generated, seq.reused)
                     return
         finally:
             # Whether it ended, stopped on a stop string or was abandoned by its
             # consumer, the sequence is freed; cancelling a finished one is a no-op.
             self._scheduler.cancel(seq)
-
-    def _hit(self, seq: Sequence) -> int:
-        """Reused prompt tokens, counted in whole cache blocks (as DeepSeek bills them)."""
-        block = self._cache.block_tokens if self._cache is not None else DEFAULT_BLOCK
-        return seq.reused // block * block
 
     async def _cached_prefix(self, request: EngineRequest) -> tuple[list[bytes], Restore | None]:
         """The prompt's block keys, and the longest saved prefix state of it, if any."""

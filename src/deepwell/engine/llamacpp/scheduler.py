@@ -47,11 +47,18 @@ class Token:
 
 
 @dataclass(frozen=True, slots=True)
+class Begin:
+    """The sequence was admitted; ``reused`` prompt tokens were found in the KV cache."""
+
+    reused: int
+
+
+@dataclass(frozen=True, slots=True)
 class End:
     reason: EngineFinish
 
 
-Output = Token | End
+Output = Begin | Token | End
 
 
 @dataclass(slots=True, eq=False)
@@ -318,6 +325,7 @@ class Scheduler:
         seq.restore = None
         self.reused_tokens += reused
         self._running.append(seq)
+        seq.emit(Begin(reused))
 
     def _clear(self, slot: Slot) -> None:
         llama_cpp.llama_memory_seq_rm(self._memory, slot.seq_id, -1, -1)

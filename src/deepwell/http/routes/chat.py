@@ -29,9 +29,7 @@ async def beta_chat_completions(request: Request, caller: AuthenticatedCaller) -
 
 async def _chat(request: Request, caller: Caller, *, beta: bool) -> Response:
     body = await parse(request, openai.ChatCompletionRequest)
-    generation = services(request).generation
-    prepared = generation.prepare(openai.to_request(body, beta=beta), caller)
-    events = generation.run(prepared)
+    events = await services(request).gateway.chat(openai.to_request(body, beta=beta), caller)
     if body.stream:
         return sse.stream(events, openai.ChunkEncoder(include_usage=body.include_usage).encode)
     return await json_unless_disconnected(request, events, openai.collect)

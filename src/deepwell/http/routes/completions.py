@@ -24,8 +24,7 @@ base_router = APIRouter()
 @router.post("/completions", response_model=None)
 async def fim_completions(request: Request, caller: AuthenticatedCaller) -> Response:
     body = await parse(request, completions.CompletionRequest)
-    service = services(request).completion
-    events = service.run(service.prepare(completions.to_request(body), caller))
+    events = await services(request).gateway.complete(completions.to_request(body), caller)
     with_logprobs = body.logprobs is not None
     if body.stream:
         encoder = completions.ChunkEncoder(

@@ -2,13 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
-import time
-import uuid
-
-from deepwell import __version__
-from deepwell.core.events import Started, Usage
-from deepwell.engine.base import Done
 from deepwell.errors import InvalidRequest
 
 MAX_STOP_SEQUENCES = 16
@@ -41,28 +34,3 @@ def fit_context(prompt: int, max_tokens: int | None, max_output: int, context: i
             "completion). Please reduce the length of the messages or completion.",
         )
     return completion
-
-
-def fingerprint(backing: str) -> str:
-    digest = hashlib.sha256(f"{backing}/{__version__}".encode()).hexdigest()
-    return f"fp_{digest[:10]}"
-
-
-def usage(done: Done) -> Usage:
-    return Usage(
-        prompt_tokens=done.prompt_tokens,
-        completion_tokens=done.completion_tokens,
-        cache_hit_tokens=done.cached_tokens,
-    )
-
-
-def started(model_id: str, backing: str, *, thinking: bool, logprobs: bool = False) -> Started:
-    """The first event of a generation: a fresh id, the time, the public id to echo."""
-    return Started(
-        id=str(uuid.uuid4()),
-        model=model_id,
-        created=int(time.time()),
-        thinking=thinking,
-        fingerprint=fingerprint(backing),
-        logprobs=logprobs,
-    )

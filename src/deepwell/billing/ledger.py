@@ -1,0 +1,193 @@
+"""Holding and settling the cost of requests, exactly, under concurrency and crashes.
+
+A request is admitted only once a hold for its worst-case cost is placed: one
+conditional ``UPDATE`` that raises the account's ``held`` only while the balance
+covers it, so two requests racing for the last cent cannot both win. Settlement is
+one transaction: the ledger row, the balance debit (granted money first, then
+topped-up) and the hold's release. A request id is settled at most once: its ledger
+row is unique, and a second settlement finds it and changes nothing.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+
+from sqlalchemy import Update, case, delete, or_, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from deepwell.billing.prices import PriceQuote, to_nanos
+from deepwell.store.db import Database
+from deepwell.store.tables import Balance, Hold, LedgerEntry
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class Charge:
+    """What one request used and costs, settled against its hold (if any)."""
+
+    request_id: str
+    account_id: int
+    key_id: str | None
+    model: str
+    backing: str
+    currency: str
+    hit_tokens: int
+    miss_tokens: int
+    output_tokens: int
+    reasoning_tokens: int
+    quote: PriceQuote
+    finish_reason: str
+    ttft_ms: int | None
+    duration_ms: int
+    started_at: datetime
+    finished_at: datetime
+
+    @property
+    def cost(self) -> Decimal:
+        return self.quote.cost(
+            hit=self.hit_tokens, miss=self.miss_tokens, output=self.output_tokens
+        )
+
+
+class Ledger:
+    """Holds and settlements over a :class:`Database`.
+
+    With ``charging`` off every hold succeeds without touching the database, and
+    settlements record the cost without deducting it. ``gateway_id`` marks this
+    server's holds, so that a restart releases exactly the holds its previous run left.
+    """
+
+    def __init__(self, database: Database, *, charging: bool, gateway_id: str) -> None:
+        self._database = database
+        self.charging = charging
+        self._gateway = gateway_id
+
+    async def hold(self, request_id: str, account_id: int, currency: str, amount: Decimal) -> bool:
+        """Reserve ``amount`` for ``request_id``; False if the balance cannot cover it."""
+        if not self.charging:
+            return True
+        nanos = to_nanos(amount)
+        covered = Balance.granted_nanos + Balance.topped_up_nanos - Balance.held_nanos >= nanos
+        statement = (
+            update(Balance)
+            .where(Balance.account_id == account_id, Balance.currency == currency, covered)
+            .values(held_nanos=Balance.held_nanos + nanos)
+        )
+        async with self._database.session() as session, session.begin():
+            result = await session.execute(statement)
+            if result.rowcount != 1:  # type: ignore[attr-defined]
+                return False
+            session.add(
+                Hold(
+                    request_id=request_id,
+                    account_id=account_id,
+                    currency=currency,
+                    amount_nanos=nanos,
+                    gateway_id=self._gateway,
+                    created_at=datetime.now(UTC),
+                )
+            )
+        return True
+
+    async def settle(self, charge: Charge) -> bool:
+        """Record ``charge``, deduct its cost and release its hold, in one transaction.
+
+        Returns False (and changes nothing) if ``charge.request_id`` was settled before.
+        """
+        try:
+            async with self._database.session() as session, session.begin():
+                session.add(_entry(charge, charged=self.charging))
+                await session.flush()
+                held = await _take_hold(session, charge.request_id)
+                if self.charging:
+                    await session.execute(_debit(charge, held))
+        except IntegrityError:
+            log.warning("request %s was settled already", charge.request_id)
+            return False
+        return True
+
+    async def release_stale(self, older_than: timedelta) -> int:
+        """Release the holds this gateway's previous run left (it is not running: this
+        one is), and any hold older than ``older_than``; returns how many."""
+        cutoff = datetime.now(UTC) - older_than
+        stale = or_(Hold.gateway_id == self._gateway, Hold.created_at < cutoff)
+        async with self._database.session() as session, session.begin():
+            holds = (await session.scalars(select(Hold).where(stale))).all()
+            for hold in holds:
+                await session.execute(_release(hold))
+                await session.delete(hold)
+        for hold in holds:
+            log.warning(
+                "released a hold left by an unfinished request: %s (account %d, %s nanos)",
+                hold.request_id,
+                hold.account_id,
+                hold.amount_nanos,
+            )
+        return len(holds)
+
+
+async def _take_hold(session: AsyncSession, request_id: str) -> Hold | None:
+    hold = await session.get(Hold, request_id)
+    if hold is not None:
+        await session.execute(delete(Hold).where(Hold.request_id == request_id))
+    return hold
+
+
+def _release(hold: Hold) -> Update:
+    return (
+        update(Balance)
+        .where(Balance.account_id == hold.account_id, Balance.currency == hold.currency)
+        .values(held_nanos=Balance.held_nanos - hold.amount_nanos)
+    )
+
+
+def _debit(charge: Charge, hold: Hold | None) -> Update:
+    """Take the cost from the granted balance first, then from the topped-up one, and
+    release the hold; every expression reads the row as it was before the update."""
+    cost = to_nanos(charge.cost)
+    granted = Balance.granted_nanos
+    enough = granted >= cost
+    return (
+        update(Balance)
+        .where(Balance.account_id == charge.account_id, Balance.currency == charge.currency)
+        .values(
+            held_nanos=Balance.held_nanos - (hold.amount_nanos if hold is not None else 0),
+            granted_nanos=case((enough, granted - cost), else_=0),
+            topped_up_nanos=case(
+                (enough, Balance.topped_up_nanos),
+                else_=Balance.topped_up_nanos - (cost - granted),
+            ),
+        )
+    )
+
+
+def _entry(charge: Charge, *, charged: bool) -> LedgerEntry:
+    quote = charge.quote
+    return LedgerEntry(
+        request_id=charge.request_id,
+        account_id=charge.account_id,
+        key_id=charge.key_id,
+        model=charge.model,
+        backing=charge.backing,
+        currency=charge.currency,
+        hit_tokens=charge.hit_tokens,
+        miss_tokens=charge.miss_tokens,
+        output_tokens=charge.output_tokens,
+        reasoning_tokens=charge.reasoning_tokens,
+        hit_price_nanos=to_nanos(quote.hit),
+        miss_price_nanos=to_nanos(quote.miss),
+        output_price_nanos=to_nanos(quote.output),
+        price_window=quote.window,
+        cost_nanos=to_nanos(charge.cost),
+        charged=charged,
+        finish_reason=charge.finish_reason,
+        ttft_ms=charge.ttft_ms,
+        duration_ms=charge.duration_ms,
+        started_at=charge.started_at,
+        finished_at=charge.finished_at,
+    )
