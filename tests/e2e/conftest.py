@@ -11,6 +11,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import Any
 from pathlib import Path
 
 import httpx
@@ -90,14 +91,17 @@ def server_env(data_dir: Path, **extra: str) -> dict[str, str]:
     }
 
 
-def create_key(env: dict[str, str], account: str) -> str:
-    created = subprocess.run(
-        _deepwell("keys", "create", "--account", account, "--json"),
-        env=env,
-        check=True,
-        capture_output=True,
-    )
-    key: str = json.loads(created.stdout)["key"]
+def deepwell_json(env: dict[str, str], *args: str) -> Any:
+    """Run a ``deepwell`` command with ``--json`` and return the object it prints."""
+    done = subprocess.run(_deepwell(*args, "--json"), env=env, check=True, capture_output=True)
+    return json.loads(done.stdout)
+
+
+def create_key(env: dict[str, str], account: str, *, funds: str | None = "100") -> str:
+    """A new key of ``account`` (created if new), topped up with ``funds`` USD."""
+    key: str = deepwell_json(env, "keys", "create", "--account", account)["key"]
+    if funds is not None:
+        deepwell_json(env, "accounts", "topup", account, funds)
     return key
 
 

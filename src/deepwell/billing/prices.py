@@ -24,7 +24,7 @@ def to_nanos(amount: Decimal) -> int:
     """``amount`` as a whole number of :data:`QUANTUM`; it must be exact to the quantum."""
     scaled = amount / QUANTUM
     if scaled != scaled.to_integral_value():
-        raise ValueError(f"{amount} has more decimal places than the ledger keeps (9)")
+        raise ValueError(f"{amount:f} has more decimal places than the ledger keeps (9)")
     return int(scaled)
 
 
