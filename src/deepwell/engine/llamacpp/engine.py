@@ -20,7 +20,7 @@ from deepwell.engine.base import (
 )
 from deepwell.engine.llamacpp.model import LlamaModel
 from deepwell.engine.llamacpp.sampler import GrammarError, build_chain, free_chain
-from deepwell.engine.llamacpp.scheduler import Begin, End, Output, Scheduler, Sequence
+from deepwell.engine.llamacpp.scheduler import Begin, End, EngineSequence, Output, Scheduler
 from deepwell.engine.text import StopMatcher, Utf8Stream
 from deepwell.errors import EngineFailure, InvalidRequest
 from deepwell.settings import EngineSettings
@@ -71,7 +71,7 @@ class LlamaCppEngine:
             free_chain(chain)
             raise
         outputs: asyncio.Queue[Output] = asyncio.Queue()
-        seq = Sequence(
+        seq = EngineSequence(
             prompt=request.prompt,
             max_tokens=request.max_tokens,
             chain=chain,

@@ -11,12 +11,15 @@ after its request ends, so a later request of the same namespace whose prompt st
 with those tokens reuses them (the prefix is shared with ``llama_memory_seq_cp`` when it
 sits in another slot) instead of reading them again. Idle slots give their cells back,
 least recently used first, when a new request needs room.
+
+What to do is decided without llama.cpp: the slot table (``slots``) picks slots and
+evictions, the batch plan (``batch``) picks each step's tokens. This module carries
+those decisions out on the context.
 """
 
 from __future__ import annotations
 
 import ctypes
-import itertools
 import logging
 import os
 import queue
@@ -31,9 +34,11 @@ import llama_cpp
 from deepwell.cache.store import PrefixCache, Restore
 from deepwell.cache.tiers import Entry
 from deepwell.engine.base import EngineFinish, TokenLogprob
+from deepwell.engine.llamacpp.batch import BatchPlan, plan_batch
 from deepwell.engine.llamacpp.logprobs import token_logprob
 from deepwell.engine.llamacpp.model import LlamaModel
 from deepwell.engine.llamacpp.sampler import free_chain
+from deepwell.engine.llamacpp.slots import Slot, SlotTable, common_prefix
 from deepwell.errors import ConfigurationError
 from deepwell.settings import EngineSettings
 
@@ -62,23 +67,13 @@ Output = Begin | Token | End
 
 
 @dataclass(slots=True, eq=False)
-class Slot:
-    """A llama.cpp sequence id and the tokens whose KV it holds, from position 0."""
-
-    seq_id: int
-    tokens: list[int] = field(default_factory=list)
-    namespace: str = ""
-    busy: bool = False
-    last_used: int = 0
-
-
-@dataclass(slots=True, eq=False)
-class Sequence:
+class EngineSequence:
     """One generation, owned by the scheduler thread once submitted.
 
     ``chain`` is its sampler chain; the scheduler frees it when the sequence ends.
     ``reused`` is how many prompt tokens were found in the KV cache instead of being
-    read again; it is set before the first token is emitted.
+    read again; it is set before the first token is emitted. ``next_token`` is the
+    token it sampled last, None until it samples one.
     """
 
     prompt: tuple[int, ...]
@@ -92,9 +87,7 @@ class Sequence:
     slot: Slot | None = None
     reused: int = 0
     generated: int = 0
-    next_token: int = -1
-    batch_index: int = -1
-    in_batch: int = 0
+    next_token: int | None = None
 
     @property
     def n_past(self) -> int:
@@ -113,7 +106,7 @@ class Snapshot:
     reused_tokens: int
 
 
-Command = tuple[Literal["submit", "cancel"], Sequence] | tuple[Literal["stop"], None]
+Command = tuple[Literal["submit", "cancel"], EngineSequence] | tuple[Literal["stop"], None]
 
 
 class Scheduler:
@@ -134,10 +127,9 @@ class Scheduler:
         self._n_batch = settings.n_batch
         self._batch = llama_cpp.llama_batch_init(self._n_batch, 0, 1)
         self._commands: queue.SimpleQueue[Command] = queue.SimpleQueue()
-        self._waiting: deque[Sequence] = deque()
-        self._running: list[Sequence] = []
-        self._slots = [Slot(i) for i in range(settings.n_seq_max)]
-        self._clock = itertools.count(1)
+        self._waiting: deque[EngineSequence] = deque()
+        self._running: list[EngineSequence] = []
+        self._slots = SlotTable(settings.n_seq_max)
         self._thread = threading.Thread(target=self._run, name="deepwell-engine", daemon=True)
         self.reused_tokens = 0
         self.failed = False
@@ -158,10 +150,10 @@ class Scheduler:
         llama_cpp.llama_decode(self._ctx, self._batch)
         llama_cpp.llama_memory_seq_rm(self._memory, self._scratch, -1, -1)
 
-    def submit(self, seq: Sequence) -> None:
+    def submit(self, seq: EngineSequence) -> None:
         self._commands.put(("submit", seq))
 
-    def cancel(self, seq: Sequence) -> None:
+    def cancel(self, seq: EngineSequence) -> None:
         self._commands.put(("cancel", seq))
 
     def stop(self) -> None:
@@ -174,9 +166,9 @@ class Scheduler:
     def snapshot(self) -> Snapshot:
         """Approximate figures, read without locking."""
         return Snapshot(
-            busy=sum(slot.busy for slot in self._slots),
+            busy=self._slots.busy_count(),
             waiting=len(self._waiting),
-            kv_used=self._cells_in_use(),
+            kv_used=self._slots.cells_in_use(),
             reused_tokens=self.reused_tokens,
         )
 
@@ -216,7 +208,7 @@ class Scheduler:
             else:
                 self._drop(seq)
 
-    def _drop(self, seq: Sequence) -> None:
+    def _drop(self, seq: EngineSequence) -> None:
         if seq in self._running:
             self._release(seq)
         elif seq in self._waiting:
@@ -229,17 +221,20 @@ class Scheduler:
         """Start waiting requests in order while a slot and KV room are free."""
         while self._waiting:
             seq = self._waiting[0]
-            source, common = self._longest_prefix(seq)
+            source, common = self._slots.longest_prefix(seq.namespace, seq.prompt)
             restore = seq.restore
             if restore is not None and restore.blocks * self._block <= common:
                 restore = None
             if restore is not None:
                 source, common = None, 0
-            target = self._target_slot(source, common)
+            target = self._slots.target_slot(source, common)
             if target is None:
                 return
             needed = len(seq.prompt) - common + 1
-            if not self._make_room(needed, keep=(source, target)) and self._running:
+            room = self._slots.room_for(needed, capacity=self.n_ctx, keep=(source, target))
+            for slot in room.evict:
+                self._clear(slot)
+            if not room.enough and self._running:
                 return
             self._waiting.popleft()
             if restore is not None and self._restore(target, seq, restore):
@@ -248,46 +243,7 @@ class Scheduler:
                 self._share(target, source, common)
                 self._start(seq, target, common)
 
-    def _longest_prefix(self, seq: Sequence) -> tuple[Slot | None, int]:
-        """The slot of the same namespace sharing the longest prompt prefix, and its length.
-
-        At least one prompt token is always left to read, so the step that reads it
-        produces the logits of the first new token.
-        """
-        best: Slot | None = None
-        best_len = 0
-        limit = len(seq.prompt) - 1
-        for slot in self._slots:
-            if slot.namespace != seq.namespace or not slot.tokens:
-                continue
-            n = _common_prefix(slot.tokens, seq.prompt, limit)
-            if n > best_len or (n == best_len and best is not None and best.busy and not slot.busy):
-                best, best_len = slot, n
-        return best, best_len
-
-    def _target_slot(self, source: Slot | None, common: int) -> Slot | None:
-        """An idle slot for the request: the source itself when idle, else an empty one,
-        else the least recently used idle one."""
-        if source is not None and not source.busy and common > 0:
-            return source
-        idle = [s for s in self._slots if not s.busy and s is not source]
-        if not idle:
-            return None
-        return min(idle, key=lambda s: (bool(s.tokens), s.last_used))
-
-    def _make_room(self, needed: int, *, keep: tuple[Slot | None, Slot]) -> bool:
-        """Evict idle slots, least recently used first, until ``needed`` cells are free."""
-        idle = sorted(
-            (s for s in self._slots if not s.busy and s.tokens and s not in keep),
-            key=lambda s: s.last_used,
-        )
-        while self._cells_in_use() + needed > self.n_ctx:
-            if not idle:
-                return False
-            self._clear(idle.pop(0))
-        return True
-
-    def _restore(self, target: Slot, seq: Sequence, restore: Restore) -> bool:
+    def _restore(self, target: Slot, seq: EngineSequence, restore: Restore) -> bool:
         """Load a saved prefix state into ``target``; False (and a clean slot) if it fails."""
         self._clear(target)
         size = len(restore.state)
@@ -298,9 +254,7 @@ class Scheduler:
             self._clear(target)
             return False
         start = restore.blocks * self._block
-        keep = start + _common_prefix(
-            list(restore.tail), seq.prompt[start:], len(seq.prompt) - 1 - start
-        )
+        keep = start + common_prefix(restore.tail, seq.prompt[start:], len(seq.prompt) - 1 - start)
         llama_cpp.llama_memory_seq_rm(self._memory, target.seq_id, keep, -1)
         target.tokens = list(seq.prompt[:keep])
         return True
@@ -316,10 +270,8 @@ class Scheduler:
             llama_cpp.llama_memory_seq_cp(self._memory, source.seq_id, target.seq_id, 0, common)
             target.tokens = source.tokens[:common]
 
-    def _start(self, seq: Sequence, slot: Slot, reused: int) -> None:
-        slot.namespace = seq.namespace
-        slot.busy = True
-        slot.last_used = next(self._clock)
+    def _start(self, seq: EngineSequence, slot: Slot, reused: int) -> None:
+        self._slots.occupy(slot, seq.namespace)
         seq.slot = slot
         seq.reused = reused
         seq.restore = None
@@ -331,61 +283,40 @@ class Scheduler:
         llama_cpp.llama_memory_seq_rm(self._memory, slot.seq_id, -1, -1)
         slot.tokens = []
 
-    def _cells_in_use(self) -> int:
-        """KV cells held by all slots (shared prefixes counted once per slot: an overestimate)."""
-        return sum(len(slot.tokens) for slot in self._slots)
-
     # -- one step --------------------------------------------------------------------
 
     def _step(self) -> None:
-        members = self._fill_batch()
+        plan = plan_batch(
+            self._running, n_batch=self._n_batch, prefill_chunk=self._settings.prefill_chunk
+        )
+        self._fill_batch(plan)
         status = llama_cpp.llama_decode(self._ctx, self._batch)
         if status != 0:
-            self._on_decode_failure(status, members)
+            self._on_decode_failure(status, [member.seq for member in plan.members])
             return
-        for seq in members:
-            assert seq.slot is not None
-            if seq.prefilling:
-                before = seq.n_past
-                seq.slot.tokens.extend(seq.prompt[before : before + seq.in_batch])
-                self._save_prompt_progress(seq, before)
-            else:
-                seq.slot.tokens.append(seq.next_token)
-        for seq in members:
-            if seq.batch_index >= 0:
-                self._sample(seq)
+        for member in plan.members:
+            self._advance(member.seq, member.in_batch)
+        for member in plan.members:
+            if member.batch_index is not None:
+                self._sample(member.seq, member.batch_index)
 
-    def _fill_batch(self) -> list[Sequence]:
-        n = 0
-        members: list[Sequence] = []
-        decoding = [s for s in self._running if not s.prefilling]
-        for seq in decoding:
-            self._put(n, seq.next_token, seq.n_past, seq, logits=True)
-            seq.batch_index, seq.in_batch = n, 1
-            members.append(seq)
-            n += 1
-        budget = self._n_batch - n
-        if decoding:
-            budget = min(budget, self._settings.prefill_chunk)
-        for seq in self._running:
-            if budget <= 0 or not seq.prefilling:
-                continue
-            start = seq.n_past
-            alone = len(self._running) == 1
-            take = min(budget, _prefill_take(len(seq.prompt) - start, alone=alone))
-            completes = start + take == len(seq.prompt)
-            for i in range(take):
-                last = completes and i == take - 1
-                self._put(n, seq.prompt[start + i], start + i, seq, logits=last)
-                n += 1
-            seq.batch_index = n - 1 if completes else -1
-            seq.in_batch = take
-            members.append(seq)
-            budget -= take
-        self._batch.n_tokens = n
-        return members
+    def _fill_batch(self, plan: BatchPlan[EngineSequence]) -> None:
+        for i, entry in enumerate(plan.entries):
+            self._put(i, entry.token, entry.pos, entry.seq, logits=entry.logits)
+        self._batch.n_tokens = len(plan.entries)
 
-    def _put(self, i: int, token: int, pos: int, seq: Sequence, *, logits: bool) -> None:
+    def _advance(self, seq: EngineSequence, in_batch: int) -> None:
+        """Record the tokens of ``seq`` that the step just read as held by its slot."""
+        assert seq.slot is not None
+        if seq.prefilling:
+            before = seq.n_past
+            seq.slot.tokens.extend(seq.prompt[before : before + in_batch])
+            self._save_prompt_progress(seq, before)
+        else:
+            assert seq.next_token is not None
+            seq.slot.tokens.append(seq.next_token)
+
+    def _put(self, i: int, token: int, pos: int, seq: EngineSequence, *, logits: bool) -> None:
         assert seq.slot is not None
         self._put_raw(i, token, pos, seq.slot.seq_id, logits=logits)
 
@@ -397,35 +328,35 @@ class Scheduler:
         batch.seq_id[i][0] = seq_id
         batch.logits[i] = 1 if logits else 0
 
-    def _sample(self, seq: Sequence) -> None:
-        token = int(llama_cpp.llama_sampler_sample(seq.chain, self._ctx, seq.batch_index))
+    def _sample(self, seq: EngineSequence, batch_index: int) -> None:
+        token = int(llama_cpp.llama_sampler_sample(seq.chain, self._ctx, batch_index))
         if self._model.is_eog(token):
             self._finish(seq, "stop")
             return
         seq.generated += 1
         logprob = None
         if seq.logprobs is not None:
-            logprob = token_logprob(self._model, self._ctx, seq.batch_index, token, seq.logprobs)
+            logprob = token_logprob(self._model, self._ctx, batch_index, token, seq.logprobs)
         seq.emit(Token(token, logprob))
         if seq.generated >= seq.max_tokens or seq.n_past + 1 >= self.n_ctx:
             self._finish(seq, "length")
         else:
             seq.next_token = token
 
-    def _on_decode_failure(self, status: int, members: list[Sequence]) -> None:
+    def _on_decode_failure(self, status: int, members: list[EngineSequence]) -> None:
         """No room in the KV cache (status 1): free an idle slot, or end one sequence."""
         if status != 1:
             raise RuntimeError(f"llama_decode failed with status {status}")
-        idle = [s for s in self._slots if not s.busy and s.tokens]
-        if idle:
-            self._clear(min(idle, key=lambda s: s.last_used))
+        idle = self._slots.least_recent_idle()
+        if idle is not None:
+            self._clear(idle)
             return
         prefilling = [s for s in members if s.prefilling]
         victim = prefilling[-1] if prefilling else max(members, key=lambda s: s.n_past)
         log.warning("KV cache full: ending one of %d sequences", len(self._running))
         self._finish(victim, "insufficient_system_resource")
 
-    def _finish(self, seq: Sequence, reason: EngineFinish) -> None:
+    def _finish(self, seq: EngineSequence, reason: EngineFinish) -> None:
         self._release(seq)
         seq.emit(End(reason))
         if self._cache is not None and seq.slot is not None:
@@ -434,7 +365,7 @@ class Scheduler:
 
     # -- saving prefixes to the cache ------------------------------------------------
 
-    def _save_prompt_progress(self, seq: Sequence, before: int) -> None:
+    def _save_prompt_progress(self, seq: EngineSequence, before: int) -> None:
         """Save the prompt's prefix at the end of the prompt and every ``store_interval``."""
         if self._cache is None or seq.slot is None:
             return
@@ -470,12 +401,11 @@ class Scheduler:
         finally:
             llama_cpp.llama_memory_seq_rm(self._memory, self._scratch, -1, -1)
 
-    def _release(self, seq: Sequence) -> None:
+    def _release(self, seq: EngineSequence) -> None:
         """End a running sequence; its slot keeps the KV for later reuse."""
         assert seq.slot is not None
         free_chain(seq.chain)
-        seq.slot.busy = False
-        seq.slot.last_used = next(self._clock)
+        self._slots.release(seq.slot)
         self._running.remove(seq)
 
     def _free(self) -> None:
@@ -483,28 +413,6 @@ class Scheduler:
             llama_cpp.llama_batch_free(self._batch)
             llama_cpp.llama_free(self._ctx)
             self._ctx = None
-
-
-def _prefill_take(remaining: int, *, alone: bool) -> int:
-    """How many of a prompt's ``remaining`` tokens one step may read.
-
-    When its sequence is the only one running, the last prompt token is read in a step of
-    its own, whether the rest of the prompt was read just before or found in the cache: the
-    logits of the first new token then come from the same computation either way, so a
-    repeated request at temperature 0 gets the same answer as the first. Alongside other
-    sequences the batches differ from run to run anyway, and that extra step would only
-    delay the first token.
-    """
-    return remaining - 1 if alone and remaining > 1 else remaining
-
-
-def _common_prefix(a: list[int], b: tuple[int, ...], limit: int) -> int:
-    """How many leading tokens ``a`` and ``b`` share, at most ``limit``."""
-    n = min(len(a), len(b), limit)
-    for i in range(n):
-        if a[i] != b[i]:
-            return i
-    return n
 
 
 def _new_context(model: LlamaModel, settings: EngineSettings) -> Any:
