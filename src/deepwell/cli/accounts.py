@@ -185,8 +185,8 @@ def _totals(rows: list[UsageRow]) -> dict[str, str]:
 def _table(*headers: str) -> Table:
     table = Table(box=box.SIMPLE_HEAD, pad_edge=False)
     for header in headers:
-        numeric = header not in ("ACCOUNT", "DAY", "MODEL", "CURRENCY")
-        table.add_column(header, justify="right" if numeric else "left", overflow="fold")
+        text = header in ("ACCOUNT", "DAY", "MODEL", "CURRENCY")
+        table.add_column(header, justify="left" if text else "right", overflow="fold", no_wrap=text)
     return table
 
 
@@ -199,9 +199,7 @@ def _balances_table(rows: Iterable[tuple[str, BalanceInfo]]) -> Table:
 
 
 def _usage_table(rows: list[UsageRow]) -> Table:
-    table = _table(
-        "DAY", "MODEL", "REQUESTS", "HIT", "MISS", "OUTPUT", "HIT RATIO", "COST", "CURRENCY"
-    )
+    table = _table("DAY", "MODEL", "REQUESTS", "HIT", "MISS", "OUTPUT", "HIT RATIO", "COST")
     for row in rows:
         table.add_row(
             row.day.isoformat(),
@@ -211,7 +209,6 @@ def _usage_table(rows: list[UsageRow]) -> Table:
             str(row.miss_tokens),
             str(row.output_tokens),
             f"{row.cache_hit_ratio:.1%}",
-            _plain(row.cost),
-            row.currency,
+            f"{_plain(row.cost)} {row.currency}",
         )
     return table

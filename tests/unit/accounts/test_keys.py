@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import re
 import secrets
-import sqlite3
 from collections.abc import AsyncIterator
-from pathlib import Path
 
 import pytest
+from sqlalchemy import text
 
 from deepwell.accounts.keys import KeyStore, generate_key, hash_key
 from deepwell.core.auth import Caller
@@ -16,13 +15,9 @@ from deepwell.store.db import Database, open_database
 
 
 @pytest.fixture
-def db_path(tmp_path: Path) -> Path:
-    return tmp_path / "deepwell.db"
-
-
-@pytest.fixture
-async def database(db_path: Path) -> AsyncIterator[Database]:
-    database = await open_database(f"sqlite+aiosqlite:///{db_path}")
+async def database(database_url: str) -> AsyncIterator[Database]:
+    """The store on SQLite and on PostgreSQL."""
+    database = await open_database(database_url)
     yield database
     await database.close()
 
@@ -115,11 +110,10 @@ async def test_list_filters_by_account_and_never_shows_keys(store: KeyStore) -> 
     assert all(alice.key not in repr(info) for info in everything)
 
 
-async def test_keys_are_stored_hashed(store: KeyStore, db_path: Path) -> None:
+async def test_keys_are_stored_hashed(store: KeyStore, database: Database) -> None:
     created = await store.create("alice")
-    with sqlite3.connect(db_path) as connection:
-        rows = connection.execute("SELECT * FROM api_keys").fetchall()
-    connection.close()
+    async with database.session() as session:
+        rows = (await session.execute(text("SELECT * FROM api_keys"))).all()
     dump = repr(rows)
     assert created.key not in dump
     assert created.key[3:] not in dump
@@ -142,9 +136,9 @@ async def test_authenticate_confirms_with_compare_digest(
 
 
 async def test_changes_by_another_process_take_effect_at_once(
-    store: KeyStore, db_path: Path
+    store: KeyStore, database_url: str
 ) -> None:
-    async with await open_database(f"sqlite+aiosqlite:///{db_path}") as other:
+    async with await open_database(database_url) as other:
         created = await KeyStore(other).create("alice")
         assert await store.authenticate(created.key) is not None
         await KeyStore(other).revoke(created.key_id)

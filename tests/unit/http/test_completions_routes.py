@@ -8,7 +8,7 @@ from typing import Any
 
 import httpx
 import pytest
-from http_fakes import KEY, FakeKeys
+from http_fakes import KEY, FakeKeys, FakeWallet
 
 from deepwell.app import create_app
 from deepwell.engine.fake import FakeEngine
@@ -244,3 +244,26 @@ async def test_a_model_without_fim_is_a_400(tmp_path: Path, clean_env: None) -> 
         response = await client.post("/beta/completions", json=fim())
     error = assert_error(response, 400, "does not support FIM completion")
     assert error["param"] == "model"
+
+
+@pytest.mark.parametrize("stream", [False, True])
+async def test_no_money_is_a_402(
+    client: httpx.AsyncClient, wallet: FakeWallet, stream: bool
+) -> None:
+    wallet.refuse = True
+    response = await client.post("/beta/completions", json=fim(stream=stream))
+    error = assert_error(response, 402, "Insufficient Balance")
+    assert error == {
+        "message": "Insufficient Balance",
+        "type": "unknown_error",
+        "param": None,
+        "code": "invalid_request_error",
+    }
+    assert wallet.charges == []
+
+
+async def test_a_completion_is_settled_once(client: httpx.AsyncClient, wallet: FakeWallet) -> None:
+    body = (await client.post("/beta/completions", json=fim())).json()
+    (charge,) = wallet.charges
+    assert charge.request_id == body["id"]
+    assert charge.output_tokens == body["usage"]["completion_tokens"] == len(MIDDLE)

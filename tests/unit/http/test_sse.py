@@ -6,7 +6,9 @@ import json
 from collections.abc import AsyncGenerator
 from typing import Any
 
+import pytest
 from fastapi.responses import StreamingResponse
+from starlette.requests import ClientDisconnect
 
 from deepwell.core.events import Event, TextDelta
 from deepwell.errors import RateLimited
@@ -92,3 +94,32 @@ async def test_closing_the_body_closes_the_events() -> None:
     assert not source.closed
     await iterator.aclose()  # type: ignore[attr-defined]
     assert source.closed
+
+
+class Closable:
+    """Events that record ``aclose``, whether or not they were ever iterated."""
+
+    def __init__(self) -> None:
+        self.closed = 0
+
+    def __aiter__(self) -> AsyncGenerator[Event, None]:
+        return Source(["a"]).events()
+
+    async def aclose(self) -> None:
+        self.closed += 1
+
+
+async def test_a_response_gone_before_its_body_began_closes_its_events() -> None:
+    events = Closable()
+    response = sse.stream(events, encode)
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.disconnect"}
+
+    async def send(message: Any) -> None:
+        raise OSError("the client is gone")
+
+    scope = {"type": "http", "asgi": {"spec_version": "2.4"}}
+    with pytest.raises(ClientDisconnect):
+        await response(scope, receive, send)
+    assert events.closed == 1

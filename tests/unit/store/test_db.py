@@ -45,21 +45,32 @@ async def test_creates_parent_dir_and_tables(tmp_path: Path) -> None:
     ]
 
 
-async def test_migrations_run_twice_are_idempotent(tmp_path: Path) -> None:
-    path = tmp_path / "deepwell.db"
+async def test_migrations_run_twice_are_idempotent(database_url: str) -> None:
     for _ in range(2):
-        database = await open_database(_url(path))
+        database = await open_database(database_url)
         async with database.engine.connect() as connection:
             version = await connection.scalar(text("SELECT version_num FROM alembic_version"))
         await database.close()
         assert version == "0002"
 
 
-async def test_models_match_migrations(tmp_path: Path) -> None:
-    url = _url(tmp_path / "deepwell.db")
-    async with await open_database(url) as database, database.engine.connect() as connection:
+async def test_models_match_migrations(database_url: str) -> None:
+    async with (
+        await open_database(database_url) as database,
+        database.engine.connect() as connection,
+    ):
         diff = await connection.run_sync(_schema_diff)
+        tables = await connection.run_sync(_table_names)
     assert diff == []
+    assert tables == [
+        "accounts",
+        "alembic_version",
+        "api_keys",
+        "balances",
+        "credits",
+        "holds",
+        "ledger",
+    ]
 
 
 async def test_sqlite_uses_wal_and_busy_timeout(tmp_path: Path) -> None:

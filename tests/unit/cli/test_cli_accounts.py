@@ -1,0 +1,164 @@
+"""``deepwell accounts`` and ``deepwell usage``, run in-process on a database under tmp_path."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+import types
+from datetime import UTC, datetime
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from deepwell.billing.ledger import Charge, Ledger
+from deepwell.billing.prices import PriceQuote
+from deepwell.cli import main
+from deepwell.settings import Settings
+from deepwell.store.db import open_database
+
+
+@pytest.fixture(autouse=True)
+def data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, clean_env: None) -> Path:
+    directory = tmp_path / "data"
+    monkeypatch.setenv("DEEPWELL_DATA_DIR", str(directory))
+    return directory
+
+
+def run_json(capsys: pytest.CaptureFixture[str], *argv: str) -> Any:
+    main([*argv, "--json"])
+    out = capsys.readouterr().out
+    payload = json.loads(out)
+    assert out == json.dumps(payload) + "\n"
+    return payload
+
+
+def test_topup_and_balance_at_full_precision(capsys: pytest.CaptureFixture[str]) -> None:
+    run_json(capsys, "keys", "create", "--account", "alice")
+    added = run_json(capsys, "accounts", "topup", "alice", "2.5")
+    assert added["balance"] == {
+        "currency": "USD",
+        "total_balance": "2.50",
+        "granted_balance": "0.00",
+        "topped_up_balance": "2.50",
+        "held": "0.00",
+    }
+    run_json(capsys, "accounts", "topup", "alice", "0.000000001", "--granted")
+    run_json(capsys, "accounts", "topup", "alice", "3", "--currency", "cny")
+    balance = run_json(capsys, "accounts", "balance", "alice")
+    assert balance["account"] == "alice"
+    cny, usd = balance["balances"]
+    assert cny["currency"] == "CNY"
+    assert cny["total_balance"] == "3.00"
+    assert usd["granted_balance"] == "0.000000001"
+    assert usd["total_balance"] == "2.500000001"
+
+
+def test_human_output_is_a_table(capsys: pytest.CaptureFixture[str]) -> None:
+    run_json(capsys, "keys", "create", "--account", "alice")
+    main(["accounts", "topup", "alice", "1"])
+    out = capsys.readouterr().out
+    assert "Added 1.00 USD (topped-up) to alice." in out
+    main(["accounts", "list"])
+    out = capsys.readouterr().out
+    assert "alice" in out
+    assert "1.00" in out
+
+
+def test_accounts_list(capsys: pytest.CaptureFixture[str]) -> None:
+    run_json(capsys, "keys", "create", "--account", "bob")
+    run_json(capsys, "keys", "create", "--account", "alice")
+    run_json(capsys, "accounts", "topup", "bob", "1")
+    listed = run_json(capsys, "accounts", "list")["accounts"]
+    assert [a["account"] for a in listed] == ["alice", "bob"]
+    assert listed[0]["balances"] == []
+    assert listed[1]["balances"][0]["total_balance"] == "1.00"
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["accounts", "topup", "nobody", "1"], "no account named 'nobody'"),
+        (["accounts", "balance", "nobody"], "no account named 'nobody'"),
+        (["accounts", "topup", "alice", "1", "--currency", "US"], "not a currency code"),
+        (["accounts", "topup", "alice", "1e-12"], "decimal places"),
+    ],
+)
+def test_errors_go_to_stderr(
+    capsys: pytest.CaptureFixture[str], argv: list[str], message: str
+) -> None:
+    run_json(capsys, "keys", "create", "--account", "alice")
+    with pytest.raises(SystemExit) as exit_info:
+        main(argv)
+    assert exit_info.value.code == 1
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert message in captured.err
+
+
+@pytest.mark.parametrize("amount", ["-1", "0", "ten", "nan", "inf"])
+def test_bad_amounts_are_usage_errors(capsys: pytest.CaptureFixture[str], amount: str) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main(["accounts", "topup", "alice", amount])
+    assert exit_info.value.code == 2
+
+
+def _charge(n: int, at: datetime) -> Charge:
+    quote = PriceQuote(hit=Decimal("0.0028"), miss=Decimal("0.14"), output=Decimal("0.28"))
+    return Charge(
+        request_id=f"r{n}",
+        account_id=1,
+        key_id=None,
+        model="deepseek-v4-flash",
+        backing="b",
+        currency="USD",
+        hit_tokens=64,
+        miss_tokens=64,
+        output_tokens=100,
+        reasoning_tokens=0,
+        quote=quote,
+        finish_reason="stop",
+        ttft_ms=1,
+        duration_ms=1,
+        started_at=at,
+        finished_at=at,
+    )
+
+
+def test_usage_per_day_and_model(capsys: pytest.CaptureFixture[str]) -> None:
+    run_json(capsys, "keys", "create", "--account", "alice")
+    at = datetime(2026, 12, 1, 10, tzinfo=UTC)
+
+    async def settle() -> None:
+        async with await open_database(Settings().database) as database:
+            ledger = Ledger(database, charging=False, gateway_id="t")
+            for n in range(2):
+                await ledger.settle(_charge(n, at))
+
+    asyncio.run(settle())
+    report = run_json(capsys, "usage", "--account", "alice", "--since", "2026-12-01")
+    (row,) = report["usage"]
+    assert row["day"] == "2026-12-01"
+    assert row["requests"] == 2
+    assert row["cache_hit_ratio"] == 0.5
+    assert row["cost"] == "0.000074278"
+    assert report["total_cost"] == {"USD": "0.000074278"}
+    assert run_json(capsys, "usage", "--until", "2026-11-30")["usage"] == []
+    main(["usage"])
+    assert "deepseek-v4-flash" in capsys.readouterr().out
+
+
+def test_the_first_start_grants_the_default_account(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    server = types.ModuleType("deepwell.server")
+    server.run = lambda settings: None  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "deepwell.server", server)
+    for _ in range(2):
+        main(["serve"])
+        capsys.readouterr()
+        balances = run_json(capsys, "accounts", "balance", "default")["balances"]
+        assert balances[0]["granted_balance"] == "10.00"
+        assert balances[0]["total_balance"] == "10.00"
