@@ -11,8 +11,8 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any
 from pathlib import Path
+from typing import Any
 
 import httpx
 import openai
@@ -31,6 +31,8 @@ class Server:
     key: str
     data_dir: Path
     process: subprocess.Popen[bytes]
+    # The environment the server runs with; CLI commands on its data use it too.
+    env: dict[str, str]
 
     def client(self, path: str = "", **kwargs: object) -> openai.OpenAI:
         return openai.OpenAI(
@@ -122,7 +124,7 @@ def running_server(
     base_url = f"http://127.0.0.1:{port}"
     try:
         _wait_ready(base_url, process, log)
-        yield Server(base_url, key or create_key(env, "e2e"), data_dir, process)
+        yield Server(base_url, key or create_key(env, "e2e"), data_dir, process, env)
     finally:
         process.terminate()
         try:
