@@ -38,6 +38,9 @@ log = logging.getLogger(__name__)
 
 E = TypeVar("E")
 
+CLOSE_TIMEOUT_S = 10.0
+"""How long a shutdown waits for requests still open to end and settle."""
+
 
 class Wallet(Protocol):
     """Where admitted requests hold and settle their cost (``billing.Ledger``)."""
@@ -158,6 +161,7 @@ class Gateway:
         self._currency = currency
         self._block = block_tokens
         self._now = now
+        self._unsettled: set[str] = set()
         self._settling: set[asyncio.Task[None]] = set()
 
     async def chat(self, request: GenerationRequest, caller: Caller) -> Generation[Event]:
@@ -185,8 +189,14 @@ class Gateway:
         )
         return await self._open(job, caller, functools.partial(self._completion.run, prepared))
 
-    async def close(self) -> None:
-        """Wait for settlements still being written (at shutdown)."""
+    async def close(self, timeout: float = CLOSE_TIMEOUT_S) -> None:
+        """At shutdown: give requests still open up to ``timeout`` seconds to end (the
+        server has cancelled them by then), and wait for their settlements."""
+        deadline = time.monotonic() + timeout
+        while self._unsettled and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        if self._unsettled:
+            log.warning("%d requests were still open at shutdown", len(self._unsettled))
         if self._settling:
             await asyncio.gather(*self._settling, return_exceptions=True)
 
@@ -200,6 +210,7 @@ class Gateway:
         if not await self._wallet.hold(started.id, caller.account_id, self._currency, amount):
             raise InsufficientBalance("Insufficient Balance")
         ticket = _Ticket(started, caller, job, quote, admitted_at, Meter(self._block))
+        self._unsettled.add(started.id)
         settle = functools.partial(self._settle, ticket)
         return Generation(self._events(ticket, run), settle)
 
@@ -224,6 +235,7 @@ class Gateway:
         if ticket.settled:
             return
         ticket.settled = True
+        self._unsettled.discard(ticket.started.id)
         task = asyncio.ensure_future(self._record(ticket.charge(self._currency, self._now())))
         self._settling.add(task)
         task.add_done_callback(self._settling.discard)

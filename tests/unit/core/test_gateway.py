@@ -293,3 +293,24 @@ async def test_each_request_has_its_own_id(gateway: Gateway, wallet: Wallet) -> 
         [_ async for _ in generation]
     first, second = wallet.charges
     assert first.request_id != second.request_id
+
+
+async def test_close_waits_for_open_requests_to_settle(gateway: Gateway, wallet: Wallet) -> None:
+    generation = await gateway.chat(chat(), CALLER)
+
+    async def end_later() -> None:
+        await asyncio.sleep(0.1)
+        await generation.aclose()
+
+    ending = asyncio.create_task(end_later())
+    await gateway.close(timeout=5)
+    assert len(wallet.charges) == 1
+    await ending
+
+
+async def test_close_gives_up_on_requests_that_never_end(gateway: Gateway, wallet: Wallet) -> None:
+    generation = await gateway.chat(chat(), CALLER)
+    await gateway.close(timeout=0.1)
+    assert wallet.charges == []
+    await generation.aclose()
+    assert len(wallet.charges) == 1
