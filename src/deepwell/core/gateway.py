@@ -153,6 +153,7 @@ class Gateway:
         currency: str,
         block_tokens: int,
         now: Callable[[], datetime] = _utcnow,
+        close_timeout: float = CLOSE_TIMEOUT_S,
     ) -> None:
         self._chat = chat
         self._completion = completion
@@ -161,7 +162,10 @@ class Gateway:
         self._currency = currency
         self._block = block_tokens
         self._now = now
+        self._close_timeout = close_timeout
         self._unsettled: set[str] = set()
+        self._idle = asyncio.Event()
+        self._idle.set()
         self._settling: set[asyncio.Task[None]] = set()
 
     async def chat(self, request: GenerationRequest, caller: Caller) -> Generation[Event]:
@@ -189,13 +193,13 @@ class Gateway:
         )
         return await self._open(job, caller, functools.partial(self._completion.run, prepared))
 
-    async def close(self, timeout: float = CLOSE_TIMEOUT_S) -> None:
-        """At shutdown: give requests still open up to ``timeout`` seconds to end (the
-        server has cancelled them by then), and wait for their settlements."""
-        deadline = time.monotonic() + timeout
-        while self._unsettled and time.monotonic() < deadline:
-            await asyncio.sleep(0.05)
-        if self._unsettled:
+    async def close(self) -> None:
+        """At shutdown: give requests still open a while to end (the server has cancelled
+        them by then), and wait for their settlements."""
+        try:
+            async with asyncio.timeout(self._close_timeout):
+                await self._idle.wait()
+        except TimeoutError:
             log.warning("%d requests were still open at shutdown", len(self._unsettled))
         if self._settling:
             await asyncio.gather(*self._settling, return_exceptions=True)
@@ -211,6 +215,7 @@ class Gateway:
             raise InsufficientBalance("Insufficient Balance")
         ticket = _Ticket(started, caller, job, quote, admitted_at, Meter(self._block))
         self._unsettled.add(started.id)
+        self._idle.clear()
         settle = functools.partial(self._settle, ticket)
         return Generation(self._events(ticket, run), settle)
 
@@ -236,6 +241,8 @@ class Gateway:
             return
         ticket.settled = True
         self._unsettled.discard(ticket.started.id)
+        if not self._unsettled:
+            self._idle.set()
         task = asyncio.ensure_future(self._record(ticket.charge(self._currency, self._now())))
         self._settling.add(task)
         task.add_done_callback(self._settling.discard)

@@ -66,7 +66,11 @@ class FailingEngine(FakeEngine):
 
 
 def build(
-    engine: FakeEngine, wallet: Wallet, settings: Settings | None = None, now: datetime = NOON
+    engine: FakeEngine,
+    wallet: Wallet,
+    settings: Settings | None = None,
+    now: datetime = NOON,
+    close_timeout: float = 5,
 ) -> Gateway:
     settings = settings or Settings()
     registry = ModelRegistry(settings)
@@ -81,6 +85,7 @@ def build(
         currency="USD",
         block_tokens=64,
         now=lambda: now,
+        close_timeout=close_timeout,
     )
 
 
@@ -303,14 +308,17 @@ async def test_close_waits_for_open_requests_to_settle(gateway: Gateway, wallet:
         await generation.aclose()
 
     ending = asyncio.create_task(end_later())
-    await gateway.close(timeout=5)
+    await gateway.close()
     assert len(wallet.charges) == 1
     await ending
 
 
-async def test_close_gives_up_on_requests_that_never_end(gateway: Gateway, wallet: Wallet) -> None:
+async def test_close_gives_up_on_requests_that_never_end(
+    engine: FakeEngine, wallet: Wallet
+) -> None:
+    gateway = build(engine, wallet, close_timeout=0.1)
     generation = await gateway.chat(chat(), CALLER)
-    await gateway.close(timeout=0.1)
+    await gateway.close()
     assert wallet.charges == []
     await generation.aclose()
     assert len(wallet.charges) == 1
