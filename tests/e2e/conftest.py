@@ -34,25 +34,24 @@ class Server:
     # The environment the server runs with; CLI commands on its data use it too.
     env: dict[str, str]
 
-    def client(self, path: str = "", **kwargs: object) -> openai.OpenAI:
-        return openai.OpenAI(
-            api_key=self.key, base_url=self.base_url + path, max_retries=0, **kwargs
-        )
+    def client(self, path: str = "") -> openai.OpenAI:
+        return openai.OpenAI(api_key=self.key, base_url=self.base_url + path, max_retries=0)
 
     def async_client(self) -> openai.AsyncOpenAI:
         return openai.AsyncOpenAI(api_key=self.key, base_url=self.base_url, max_retries=0)
 
-    def engine_health(self) -> dict[str, int]:
-        """The health figures of the (only) engine."""
+    def engine_health(self) -> dict[str, Any]:
+        """The health figures of the (only) engine: counts, and the cache's figures by tier."""
         response = httpx.get(f"{self.base_url}/health", timeout=5)
         engines = response.json()["engines"]
         assert len(engines) == 1
-        figures: dict[str, int] = next(iter(engines.values()))
+        figures: dict[str, Any] = next(iter(engines.values()))
         return figures
 
     def busy_after_settling(self, timeout: float = 10) -> int:
         """Busy sequences, once they reach zero or ``timeout`` passes."""
         deadline = time.monotonic() + timeout
+        busy: int
         while (busy := self.engine_health()["sequences_busy"]) and time.monotonic() < deadline:
             time.sleep(0.1)
         return busy

@@ -8,14 +8,15 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from decimal import ROUND_HALF_EVEN, Decimal
 from pathlib import Path
-from typing import Any
 
 import httpx
 import openai
 import pytest
+from openai.types import CompletionUsage
+from openai.types.chat import ChatCompletionMessageParam
 
 from tests.conftest import wipe_postgres
 from tests.e2e.conftest import (
@@ -35,7 +36,7 @@ PRICES = {
     "deepseek-v4-pro": (Decimal("0.003625"), Decimal("0.435"), Decimal("0.87")),
 }
 NANO = Decimal("1e-9")
-HELLO = [{"role": "user", "content": "Say hello."}]
+HELLO: list[ChatCompletionMessageParam] = [{"role": "user", "content": "Say hello."}]
 
 
 @pytest.fixture(scope="module", params=["sqlite", "postgresql"])
@@ -77,13 +78,17 @@ def ledger_total(server: Server, name: str) -> Decimal:
     return Decimal(report["total_cost"].get("USD", "0"))
 
 
-def expected_cost(model: str, usage: Any) -> Decimal:
+def cache_hit_tokens(usage: CompletionUsage) -> int:
+    """DeepSeek's ``prompt_cache_hit_tokens``, an extra field to the ``openai`` SDK."""
+    hit: int = (usage.model_extra or {})["prompt_cache_hit_tokens"]
+    return hit
+
+
+def expected_cost(model: str, usage: CompletionUsage) -> Decimal:
     hit, miss, output = PRICES[model]
-    total = (
-        usage.prompt_cache_hit_tokens * hit
-        + usage.prompt_cache_miss_tokens * miss
-        + usage.completion_tokens * output
-    )
+    hits = cache_hit_tokens(usage)
+    misses: int = (usage.model_extra or {})["prompt_cache_miss_tokens"]
+    total = hits * hit + misses * miss + usage.completion_tokens * output
     return (total / 1_000_000).quantize(NANO, rounding=ROUND_HALF_EVEN)
 
 
@@ -118,16 +123,19 @@ def test_balance_in_deepseeks_shape(platform: Server) -> None:
 def test_the_charge_is_what_the_usage_and_prices_say(platform: Server, model: str) -> None:
     name, key = account(platform)
     # Long enough to be served from the cache the second time, at the hit price.
-    prompt = [{"role": "user", "content": "Name a colour. " + "Context: blue sky. " * 40}]
-    costs = []
+    prompt: list[ChatCompletionMessageParam] = [
+        {"role": "user", "content": "Name a colour. " + "Context: blue sky. " * 40}
+    ]
+    usages = []
     with client(platform, key) as api:
         for _ in range(2):
             reply = api.chat.completions.create(
                 model=model, messages=prompt, max_tokens=8, temperature=0, extra_body=PLAIN
             )
             assert reply.usage is not None
-            costs.append(expected_cost(model, reply.usage))
-    assert reply.usage.prompt_cache_hit_tokens > 0  # type: ignore[attr-defined]
+            usages.append(reply.usage)
+    costs = [expected_cost(model, usage) for usage in usages]
+    assert cache_hit_tokens(usages[-1]) > 0
     after = balance(platform, name)
     assert after["held"] == 0
     assert Decimal(1) - after["total_balance"] == sum(costs)
@@ -157,7 +165,7 @@ def test_no_money_is_a_402_on_every_generating_route(platform: Server) -> None:
         "param": None,
         "code": "invalid_request_error",
     }
-    calls = [
+    calls: list[Callable[[], object]] = [
         lambda: client(platform, key).chat.completions.create(
             model="deepseek-v4-flash", messages=HELLO, max_tokens=4
         ),

@@ -19,6 +19,8 @@ WORDS = (
     "winter letter bridge candle orbit meadow lantern pocket thunder velvet canyon echo",
 )
 VOCABULARY = " ".join(WORDS).split(" ")
+# What ``ask`` returns: (answer, prompt_cache_hit_tokens, prompt_tokens).
+Answer = tuple[str | None, int, int]
 
 
 def document(seed: int, words: int) -> str:
@@ -26,7 +28,7 @@ def document(seed: int, words: int) -> str:
     return " ".join(rng.choice(VOCABULARY) for _ in range(words))
 
 
-def ask(client: openai.OpenAI, text: str, question: str = "Which word comes first?") -> tuple:
+def ask(client: openai.OpenAI, text: str, question: str = "Which word comes first?") -> Answer:
     reply = client.chat.completions.create(
         extra_body=PLAIN,
         model=MODEL,
@@ -37,7 +39,8 @@ def ask(client: openai.OpenAI, text: str, question: str = "Which word comes firs
     usage = reply.usage
     assert usage is not None
     extra = usage.model_extra or {}
-    hit, miss = extra["prompt_cache_hit_tokens"], extra["prompt_cache_miss_tokens"]
+    hit: int = extra["prompt_cache_hit_tokens"]
+    miss: int = extra["prompt_cache_miss_tokens"]
     assert hit + miss == usage.prompt_tokens
     assert usage.prompt_tokens_details is not None
     assert usage.prompt_tokens_details.cached_tokens == hit
@@ -84,7 +87,7 @@ def cache_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def cold_answers(cache_dir: Path) -> tuple[str, list[tuple]]:
+def cold_answers(cache_dir: Path) -> tuple[str, list[Answer]]:
     """Five prompts answered cold by a first server process on ``cache_dir``."""
     env = server_env(cache_dir, DEEPWELL_ENGINE__N_SEQ_MAX="2")
     key = create_key(env, "restart")
@@ -93,7 +96,9 @@ def cold_answers(cache_dir: Path) -> tuple[str, list[tuple]]:
     return key, answers
 
 
-def test_the_cache_survives_a_restart(cache_dir: Path, cold_answers: tuple) -> None:
+def test_the_cache_survives_a_restart(
+    cache_dir: Path, cold_answers: tuple[str, list[Answer]]
+) -> None:
     key, cold = cold_answers
     env = server_env(cache_dir, DEEPWELL_ENGINE__N_SEQ_MAX="2")
     with running_server(cache_dir, env, key=key) as second:
@@ -106,7 +111,9 @@ def test_the_cache_survives_a_restart(cache_dir: Path, cold_answers: tuple) -> N
     assert same >= 4, list(zip(warm, cold, strict=True))
 
 
-def test_a_corrupted_cache_file_is_ignored(cache_dir: Path, cold_answers: tuple) -> None:
+def test_a_corrupted_cache_file_is_ignored(
+    cache_dir: Path, cold_answers: tuple[str, list[Answer]]
+) -> None:
     key, cold = cold_answers
     files = [p for p in (cache_dir / "cache").rglob("*") if p.is_file()]
     assert files

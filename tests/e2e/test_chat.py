@@ -8,13 +8,14 @@ import uuid
 import httpx
 import openai
 import pytest
+from openai.types.chat import ChatCompletionMessageParam
 
 from tests.e2e.conftest import PLAIN, TEST_CONTEXT, Server
 
 pytestmark = pytest.mark.e2e
 
 MODEL = "deepseek-v4-flash"
-HELLO = [{"role": "user", "content": "Say hello in five words."}]
+HELLO: list[ChatCompletionMessageParam] = [{"role": "user", "content": "Say hello in five words."}]
 
 
 def test_non_stream_answer_has_deepseek_shape(server: Server) -> None:
@@ -97,7 +98,9 @@ def test_max_tokens_one_is_length(server: Server) -> None:
 
 
 def test_stop_sequence_ends_the_answer(server: Server) -> None:
-    messages = [{"role": "user", "content": "List the numbers from 1 to 9, separated by commas."}]
+    messages: list[ChatCompletionMessageParam] = [
+        {"role": "user", "content": "List the numbers from 1 to 9, separated by commas."}
+    ]
     response = server.client().chat.completions.create(
         extra_body=PLAIN, model=MODEL, messages=messages, max_tokens=40, temperature=0, stop=["5"]
     )
@@ -110,7 +113,7 @@ def test_stop_sequence_ends_the_answer(server: Server) -> None:
 
 
 def test_temperature_zero_is_deterministic(server: Server) -> None:
-    messages = [{"role": "user", "content": "Name three rivers."}]
+    messages: list[ChatCompletionMessageParam] = [{"role": "user", "content": "Name three rivers."}]
     answers = {
         server.client()
         .chat.completions.create(

@@ -10,6 +10,7 @@ import time
 import httpx
 import openai
 import pytest
+from openai.types.chat import ChatCompletionMessageParam
 
 from tests.e2e.conftest import PLAIN, Server
 
@@ -28,7 +29,7 @@ PROMPTS = [
 ]
 
 
-def _messages(prompt: str) -> list[dict[str, str]]:
+def _messages(prompt: str) -> list[ChatCompletionMessageParam]:
     return [{"role": "user", "content": prompt}]
 
 
@@ -70,8 +71,14 @@ async def test_eight_concurrent_streams_match_one_at_a_time(server: Server) -> N
 async def test_a_prompt_sharing_a_running_prefix_reuses_it(server: Server) -> None:
     # A fresh system prompt of several hundred tokens, so nothing is cached before.
     system = f"Session {secrets.token_hex(8)}. " + "You answer briefly and precisely. " * 120
-    first = [{"role": "system", "content": system}, {"role": "user", "content": "Count to 50."}]
-    second = [{"role": "system", "content": system}, {"role": "user", "content": "Say yes."}]
+    first: list[ChatCompletionMessageParam] = [
+        {"role": "system", "content": system},
+        {"role": "user", "content": "Count to 50."},
+    ]
+    second: list[ChatCompletionMessageParam] = [
+        {"role": "system", "content": system},
+        {"role": "user", "content": "Say yes."},
+    ]
     before = server.engine_health()["prefix_reused_tokens"]
 
     async with server.async_client() as client:
@@ -127,7 +134,7 @@ async def test_disconnecting_half_the_streams_frees_them(server: Server) -> None
 async def test_health_answers_quickly_while_eight_streams_run(server: Server) -> None:
     async def probe() -> list[float]:
         await asyncio.sleep(1.0)  # let the streams start
-        times = []
+        times: list[float] = []
         async with httpx.AsyncClient(base_url=server.base_url, timeout=10) as http:
             for _ in range(5):
                 started = time.perf_counter()
@@ -138,7 +145,7 @@ async def test_health_answers_quickly_while_eight_streams_run(server: Server) ->
         return times
 
     async with server.async_client() as client:
-        streams = [_stream(client, prompt, 32) for prompt in PROMPTS]
-        *_, times = await asyncio.gather(*streams, probe())
+        streams = asyncio.gather(*(_stream(client, prompt, 32) for prompt in PROMPTS))
+        _, times = await asyncio.gather(streams, probe())
 
     assert statistics.median(times) < 0.1, times

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from decimal import Decimal
 from typing import Any
 
 import pytest
@@ -18,7 +19,9 @@ from deepwell.errors import InvalidRequest
 from deepwell.models.registry import ResolvedModel
 from deepwell.settings import Prices, PublicModel, Reasoning, Thinking
 
-SPEC = PublicModel(prices=Prices(cache_hit_input=0, cache_miss_input=0, output=0))
+SPEC = PublicModel(
+    prices=Prices(cache_hit_input=Decimal(0), cache_miss_input=Decimal(0), output=Decimal(0))
+)
 CALL = ToolCall("call_00_x", "f", "{}")
 
 

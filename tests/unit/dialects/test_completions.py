@@ -149,7 +149,12 @@ def test_logprobs_shape_includes_the_chosen_token_among_the_top() -> None:
 
 
 async def test_collect() -> None:
-    events = [STARTED, CompletionText("x = "), CompletionText("1"), Finished("stop", USAGE)]
+    events: list[CompletionEvent] = [
+        STARTED,
+        CompletionText("x = "),
+        CompletionText("1"),
+        Finished("stop", USAGE),
+    ]
     result = await collect(aiter_of(events), with_logprobs=False)
     assert result == {
         "id": "cmpl-1",
@@ -163,7 +168,7 @@ async def test_collect() -> None:
 
 
 async def test_collect_with_logprobs() -> None:
-    events = [
+    events: list[CompletionEvent] = [
         STARTED,
         CompletionText("a", (A,)),
         CompletionText("b", (B,)),

@@ -206,7 +206,7 @@ def test_usage_hit_plus_miss_is_prompt(prompt: int, hit: int) -> None:
 
 
 async def test_collect_plain() -> None:
-    events = [STARTED, TextDelta("Hel"), TextDelta("lo"), Finished("stop", USAGE)]
+    events: list[Event] = [STARTED, TextDelta("Hel"), TextDelta("lo"), Finished("stop", USAGE)]
     assert await collect(aiter_of(events)) == {
         "id": "cmpl-1",
         "object": "chat.completion",
@@ -232,7 +232,7 @@ async def test_collect_empty_answer_with_length() -> None:
 
 
 async def test_collect_thinking_has_reasoning_content() -> None:
-    events = [
+    events: list[Event] = [
         THINKING,
         ReasoningDelta("let me "),
         ReasoningDelta("see"),
@@ -249,7 +249,7 @@ async def test_collect_thinking_has_reasoning_content() -> None:
 
 
 async def test_collect_without_thinking_drops_reasoning() -> None:
-    events = [STARTED, ReasoningDelta("x"), TextDelta("y"), Finished("stop", USAGE)]
+    events: list[Event] = [STARTED, ReasoningDelta("x"), TextDelta("y"), Finished("stop", USAGE)]
     message = (await collect(aiter_of(events)))["choices"][0]["message"]
     assert message == {"role": "assistant", "content": "y"}
 
@@ -272,7 +272,7 @@ def encode_all(events: list[Event], *, include_usage: bool) -> list[dict[str, An
     return [encoder.encode(event) for event in events]
 
 
-PLAIN = [STARTED, TextDelta("Hel"), TextDelta("lo"), Finished("length", USAGE)]
+PLAIN: list[Event] = [STARTED, TextDelta("Hel"), TextDelta("lo"), Finished("length", USAGE)]
 
 
 @pytest.mark.parametrize("include_usage", [False, True])

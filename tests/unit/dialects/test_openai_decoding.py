@@ -153,7 +153,7 @@ async def test_collect_tool_calls() -> None:
 
 
 async def test_collect_logprobs_for_content_and_reasoning() -> None:
-    events = [
+    events: list[Event] = [
         replace(THINKING, logprobs=True),
         ReasoningDelta("Hi", (LP,)),
         TextDelta("Hi", (LP, LP)),
@@ -176,16 +176,14 @@ async def test_collect_logprobs_without_thinking_and_when_not_asked() -> None:
 
 def test_chunks_in_thinking_mode_with_a_tool_call() -> None:
     encoder = ChunkEncoder(include_usage=False)
-    chunks = [
-        encoder.encode(e)
-        for e in [
-            THINKING,
-            ReasoningDelta("r"),
-            TextDelta("t"),
-            CALL,
-            Finished("tool_calls", USAGE),
-        ]
+    events: list[Event] = [
+        THINKING,
+        ReasoningDelta("r"),
+        TextDelta("t"),
+        CALL,
+        Finished("tool_calls", USAGE),
     ]
+    chunks = [encoder.encode(e) for e in events]
     deltas = [c["choices"][0]["delta"] for c in chunks]
     assert deltas[2] == {"content": "t", "reasoning_content": None}
     assert deltas[3] == {

@@ -49,7 +49,7 @@ def test_error_types(error: DeepwellError, status: int, type_: str, code: str) -
     }
     response = render(error)
     assert response.status_code == status
-    assert json.loads(response.body) == error.envelope()
+    assert json.loads(bytes(response.body)) == error.envelope()
 
 
 def test_param_is_in_the_envelope() -> None:

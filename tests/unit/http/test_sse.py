@@ -41,7 +41,7 @@ def encode(event: Event) -> Any:
 async def body_of(response: StreamingResponse) -> bytes:
     out = b""
     async for part in response.body_iterator:
-        out += part if isinstance(part, bytes) else part.encode()
+        out += part.encode() if isinstance(part, str) else bytes(part)
     return out
 
 
