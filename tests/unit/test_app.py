@@ -87,7 +87,8 @@ async def test_lifespan_builds_the_services(tmp_path: Path) -> None:
         assert isinstance(services, Services)
         assert services.engines == {DEFAULT_MODEL: engine}
         assert services.keys is keys
-        assert services.registry.public_ids()[:2] == ["deepseek-v4-flash", "deepseek-v4-pro"]
+        listed = [model_id for model_id, _ in services.registry.listing()]
+        assert listed[:2] == ["deepseek-v4-flash", "deepseek-v4-pro"]
 
 
 async def test_given_engines_are_not_loaded_or_closed(

@@ -14,6 +14,12 @@ from collections.abc import Sequence
 KEY_BYTES = 16
 
 
+def cache_namespace(account_id: int, user_id: str | None = None) -> str:
+    """Whose cache entries these are: an account, split by ``user_id`` when a request
+    gives one (no ``user_id`` and an empty one are the same namespace)."""
+    return f"{account_id}/{user_id or ''}"
+
+
 def block_keys(namespace: str, fingerprint: str, tokens: Sequence[int], size: int) -> list[bytes]:
     """One key per whole block of ``tokens``; a trailing partial block has none."""
     key = hashlib.blake2b(f"{namespace}\x00{fingerprint}".encode(), digest_size=KEY_BYTES).digest()

@@ -10,13 +10,14 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 import struct
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
+
+from deepwell.files import atomic_write
 
 log = logging.getLogger(__name__)
 
@@ -99,7 +100,8 @@ class DiskTier:
 
     A file holds a header (the fingerprint, the block count, the state's SHA-256) and
     the state. Files are written whole to a temporary name, synced, then renamed, so
-    a crash never leaves a file that is trusted half-written. A file whose
+    a crash never leaves a file that is trusted half-written (a failed write removes
+    its temporary file; one left by a crash is removed on open). A file whose
     fingerprint differs is removed when the tier opens; one whose checksum fails is
     removed when read. Either way it only costs a miss.
     """
@@ -145,13 +147,9 @@ class DiskTier:
             }
         ).encode()
         path = self._path(entry.key)
-        temporary = path.with_suffix(".tmp")
-        with temporary.open("wb") as out:
+        with atomic_write(path) as out:
             out.write(MAGIC + _HEADER_LENGTH.pack(len(header)) + header)
             out.write(entry.state)
-            out.flush()
-            os.fsync(out.fileno())
-        os.replace(temporary, path)
         size = path.stat().st_size
         with self._lock:
             self.stats.bytes += size - self._sizes.pop(entry.key, 0)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from deepwell.engine.text import partial_match
+
 
 def first_marker(buffer: str, markers: tuple[str, ...]) -> tuple[int, str] | None:
     """The earliest of ``markers`` in ``buffer``, as ``(position, marker)``."""
@@ -9,15 +11,9 @@ def first_marker(buffer: str, markers: tuple[str, ...]) -> tuple[int, str] | Non
     return min(hits) if hits else None
 
 
-def partial_marker(buffer: str, markers: tuple[str, ...]) -> int:
-    """Length of the longest suffix of ``buffer`` that begins one of ``markers``."""
-    longest = 0
-    for marker in markers:
-        for n in range(min(len(marker) - 1, len(buffer)), longest, -1):
-            if marker.startswith(buffer[-n:]):
-                longest = n
-                break
-    return longest
+partial_marker = partial_match
+"""Length of the longest suffix of a buffer that begins one of the markers: the text to
+hold back (``engine.text``'s rule, the same as for stop strings)."""
 
 
 class MarkerFilter:

@@ -12,6 +12,7 @@ from collections.abc import AsyncGenerator, Mapping, Sequence
 from contextlib import aclosing
 from dataclasses import dataclass, field
 
+from deepwell.cache.blocks import cache_namespace
 from deepwell.chat.fim import FimFormat
 from deepwell.core.auth import Caller
 from deepwell.core.checks import check_max_tokens, check_stop, fit_context
@@ -109,7 +110,7 @@ class CompletionService:
                 max_tokens=max_tokens,
                 sampling=request.sampling,
                 stop=request.stop,
-                namespace=f"{caller.account_id}/",
+                namespace=cache_namespace(caller.account_id),
                 logprobs=request.logprobs,
             ),
             echo=request.prompt if request.echo else "",

@@ -12,6 +12,7 @@ from collections.abc import AsyncGenerator, Mapping, Sequence
 from contextlib import aclosing
 from dataclasses import dataclass
 
+from deepwell.cache.blocks import cache_namespace
 from deepwell.chat.template import ChatTemplate
 from deepwell.core.auth import Caller
 from deepwell.core.checks import check_max_tokens, check_stop, fit_context
@@ -62,7 +63,7 @@ class GenerationService:
         max_tokens = fit_context(
             len(reply.prompt), request.max_tokens, model.spec.max_output, engine.info.context_length
         )
-        namespace = f"{caller.account_id}/{request.user_id or ''}"
+        namespace = cache_namespace(caller.account_id, request.user_id)
         plan = reply.plan(
             max_tokens=max_tokens, stop=request.stop, namespace=namespace, logprobs=request.logprobs
         )

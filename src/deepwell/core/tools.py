@@ -32,7 +32,16 @@ _BY_TYPE: dict[str, frozenset[str]] = {
     "null": frozenset(),
 }
 STRICT_FORMATS = frozenset({"email", "hostname", "ipv4", "ipv6", "uuid"})
-_EMPTY_OBJECT = {"type": "object", "properties": {}, "additionalProperties": False}
+
+
+def no_parameters(*, closed: bool = False) -> dict[str, Any]:
+    """The ``parameters`` schema of a function declared without one: an object with no
+    properties, new at each call. ``closed`` adds ``additionalProperties: false``, so that
+    only ``{}`` is valid (what strict mode checks and call grammars enforce)."""
+    schema: dict[str, Any] = {"type": "object", "properties": {}}
+    if closed:
+        schema["additionalProperties"] = False
+    return schema
 
 
 def check_tools(tools: Sequence[Tool], choice: ToolChoice | None, *, beta: bool) -> None:
@@ -86,7 +95,7 @@ def _check_strict(tools: Sequence[Tool]) -> None:
                 f"Invalid {param}: in strict mode every function must set `strict: true`",
                 param=f"{param}.strict",
             )
-        schema = tool.parameters if tool.parameters is not None else _EMPTY_OBJECT
+        schema = tool.parameters if tool.parameters is not None else no_parameters(closed=True)
         if schema.get("type") != "object":
             raise InvalidRequest(
                 f"Invalid schema for function `{tool.name}`: `parameters` must be an object "

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import llama_cpp
 
-from deepwell.cache.store import PrefixCache
+from deepwell.cache.prefixes import PrefixCache
 from deepwell.engine.base import Engine
 from deepwell.engine.llamacpp.engine import LlamaCppEngine
 from deepwell.errors import ConfigurationError

@@ -1,4 +1,8 @@
-"""Turning generated tokens into text: UTF-8 reassembly and stop strings."""
+"""Turning generated tokens into text: UTF-8 reassembly and stop strings.
+
+``partial_match`` is the hold-back rule of every scan of streamed text for strings
+(stop strings here, ``chat.markers`` for markup).
+"""
 
 from __future__ import annotations
 
@@ -40,7 +44,7 @@ class StopMatcher:
             self.stopped = True
             self._held = ""
             return buffer[:cut]
-        keep = self._partial_suffix(buffer)
+        keep = partial_match(buffer, self._stops)
         self._held = buffer[len(buffer) - keep :]
         return buffer[: len(buffer) - keep]
 
@@ -53,12 +57,17 @@ class StopMatcher:
         found = [(i + len(s), i) for s, i in ((s, buffer.find(s)) for s in self._stops) if i >= 0]
         return min(found)[1] if found else None
 
-    def _partial_suffix(self, buffer: str) -> int:
-        """Length of the longest suffix of ``buffer`` that begins some stop string."""
-        longest = 0
-        for stop in self._stops:
-            for n in range(min(len(stop) - 1, len(buffer)), longest, -1):
-                if stop.startswith(buffer[-n:]):
-                    longest = n
-                    break
-        return longest
+
+def partial_match(buffer: str, strings: tuple[str, ...]) -> int:
+    """Length of the longest suffix of ``buffer`` that begins one of ``strings``.
+
+    That suffix is what a stream must hold back: the next piece may complete it.
+    A whole string at the end does not count; finding those is the caller's part.
+    """
+    longest = 0
+    for string in strings:
+        for n in range(min(len(string) - 1, len(buffer)), longest, -1):
+            if string.startswith(buffer[-n:]):
+                longest = n
+                break
+    return longest

@@ -45,12 +45,9 @@ class ModelRegistry:
                 )
                 del self._aliases[name]
 
-    def public_ids(self) -> list[str]:
-        """The ids ``/models`` lists: current models, then aliases not yet retired."""
-        return [model_id for model_id, _ in self.listing()]
-
     def listing(self) -> list[tuple[str, str]]:
-        """``(id, owned_by)`` of every listed model; an alias is owned as its target."""
+        """``(id, owned_by)`` of every model ``/models`` lists: current models, then aliases
+        not yet retired, each owned as its target."""
         now = self._now()
         models = [(name, spec.owned_by) for name, spec in self._models.items()]
         aliases = [

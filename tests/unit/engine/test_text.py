@@ -1,4 +1,5 @@
-"""Utf8Stream and StopMatcher: text must not depend on how it was split into pieces."""
+"""Utf8Stream, StopMatcher and the hold-back rule: text must not depend on how it was split
+into pieces."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from collections.abc import Iterator, Sequence
 
 import pytest
 
-from deepwell.engine.text import StopMatcher, Utf8Stream
+from deepwell.engine.text import StopMatcher, Utf8Stream, partial_match
 
 
 def splits(text: str, cuts: int) -> Iterator[list[str]]:
@@ -211,3 +212,38 @@ def test_utf8_truncated_character_is_replaced_on_flush() -> None:
 
 def test_utf8_invalid_bytes_are_replaced() -> None:
     assert decode([b"a\xffb"]) == "a\ufffdb"
+
+
+# --- the hold-back rule --------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("buffer", "strings", "held"),
+    [
+        ("", ("END",), 0),
+        ("abc", (), 0),
+        ("abcE", ("END",), 1),
+        ("abcEN", ("END",), 2),
+        ("abcEND", ("END",), 0),  # a whole string is found, not held
+        ("abcEX", ("END",), 0),
+        ("EN", ("END", "ENDING"), 2),
+        ("xENDIN", ("END", "ENDING"), 5),  # the longest candidate wins
+        ("a<", ("</think>", "<tool_call>"), 1),
+        ("E", ("E",), 0),  # a one-character string is never pending
+    ],
+)
+def test_partial_match_holds_what_may_begin_a_string(
+    buffer: str, strings: tuple[str, ...], held: int
+) -> None:
+    assert partial_match(buffer, strings) == held
+
+
+def test_partial_match_is_the_longest_pending_suffix() -> None:
+    strings = ("abcab", "bca", "c")
+    for text in ("".join(p) for n in range(7) for p in itertools.product("abc", repeat=n)):
+        pending = [
+            n
+            for n in range(1, len(text) + 1)
+            if any(s.startswith(text[-n:]) and len(s) > n for s in strings)
+        ]
+        assert partial_match(text, strings) == max(pending, default=0), text

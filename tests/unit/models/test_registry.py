@@ -37,6 +37,11 @@ def registry_at(moment: datetime) -> ModelRegistry:
     return ModelRegistry(make_settings(), now=lambda: moment)
 
 
+def listed_ids(registry: ModelRegistry) -> list[str]:
+    """The ids ``/models`` lists, in its order."""
+    return [model_id for model_id, _ in registry.listing()]
+
+
 def test_resolve_current_id() -> None:
     model = registry_at(BEFORE).resolve("deep")
     assert model.id == "deep"
@@ -96,22 +101,22 @@ def test_unknown_model(name: str) -> None:
     }
 
 
-def test_public_ids_lists_models_then_live_aliases() -> None:
-    assert registry_at(BEFORE).public_ids() == ["fast", "deep", "old-chat", "old-reasoner"]
+def test_listing_lists_models_then_live_aliases() -> None:
+    assert listed_ids(registry_at(BEFORE)) == ["fast", "deep", "old-chat", "old-reasoner"]
 
 
 @pytest.mark.parametrize("moment", [RETIRES, AFTER])
-def test_public_ids_drops_retired_aliases(moment: datetime) -> None:
-    assert registry_at(moment).public_ids() == ["fast", "deep"]
+def test_listing_drops_retired_aliases(moment: datetime) -> None:
+    assert listed_ids(registry_at(moment)) == ["fast", "deep"]
 
 
 def test_now_is_read_on_every_call() -> None:
     clock = [BEFORE]
     registry = ModelRegistry(make_settings(), now=lambda: clock[0])
-    assert "old-chat" in registry.public_ids()
+    assert "old-chat" in listed_ids(registry)
     assert registry.resolve("old-chat").id == "fast"
     clock[0] = AFTER
-    assert "old-chat" not in registry.public_ids()
+    assert "old-chat" not in listed_ids(registry)
     with pytest.raises(InvalidRequest):
         registry.resolve("old-chat")
 
@@ -124,14 +129,14 @@ def test_alias_to_unknown_target_is_not_served() -> None:
     settings = make_settings()
     settings.aliases["broken"] = LegacyAlias(target="missing", thinking=False, retires_at=RETIRES)
     registry = ModelRegistry(settings, now=lambda: BEFORE)
-    assert "broken" not in registry.public_ids()
+    assert "broken" not in listed_ids(registry)
     with pytest.raises(ModelNotFound):
         registry.resolve("broken")
 
 
 def test_default_settings() -> None:
     registry = ModelRegistry(Settings(), now=lambda: datetime(2026, 1, 1, tzinfo=UTC))
-    assert registry.public_ids() == [
+    assert listed_ids(registry) == [
         "deepseek-v4-flash",
         "deepseek-v4-pro",
         "deepseek-chat",
@@ -149,11 +154,10 @@ def test_default_settings() -> None:
 def test_default_aliases_retire_on_2026_07_24() -> None:
     settings = Settings()
     moment = datetime(2026, 7, 24, 15, 59, tzinfo=UTC)
-    assert (
-        "deepseek-chat"
-        in ModelRegistry(settings, now=lambda: moment - timedelta(minutes=1)).public_ids()
+    assert "deepseek-chat" in listed_ids(
+        ModelRegistry(settings, now=lambda: moment - timedelta(minutes=1))
     )
     retired = ModelRegistry(settings, now=lambda: moment)
-    assert retired.public_ids() == ["deepseek-v4-flash", "deepseek-v4-pro"]
+    assert listed_ids(retired) == ["deepseek-v4-flash", "deepseek-v4-pro"]
     with pytest.raises(InvalidRequest, match="retired on 2026-07-24 15:59 UTC"):
         retired.resolve("deepseek-reasoner")

@@ -7,7 +7,7 @@ import contextlib
 from collections.abc import AsyncGenerator, Callable
 from pathlib import Path
 
-from deepwell.cache.store import PrefixCache, Restore
+from deepwell.cache.prefixes import PrefixCache, Restore
 from deepwell.engine.base import (
     Admitted,
     Done,

@@ -47,21 +47,6 @@ class LlamaModel:
             llama_cpp.llama_model_free(self.ptr)
             self.ptr = None
 
-    @property
-    def n_ctx_train(self) -> int:
-        return int(llama_cpp.llama_model_n_ctx_train(self.ptr))
-
-    def metadata(self, key: str) -> str | None:
-        size = 1 << 16
-        buf = ctypes.create_string_buffer(size)
-        n = llama_cpp.llama_model_meta_val_str(self.ptr, key.encode(), buf, size)
-        if n < 0:
-            return None
-        if n >= size:
-            buf = ctypes.create_string_buffer(n + 1)
-            llama_cpp.llama_model_meta_val_str(self.ptr, key.encode(), buf, n + 1)
-        return buf.value.decode("utf-8", errors="replace")
-
     def chat_template(self) -> str:
         template = llama_cpp.llama_model_chat_template(self.ptr, None)
         return template.decode("utf-8") if template else ""

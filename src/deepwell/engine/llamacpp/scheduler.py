@@ -31,7 +31,7 @@ from typing import Any, Literal
 
 import llama_cpp
 
-from deepwell.cache.store import PrefixCache, Restore
+from deepwell.cache.prefixes import PrefixCache, Restore
 from deepwell.cache.tiers import Entry
 from deepwell.engine.base import EngineFinish, TokenLogprob
 from deepwell.engine.llamacpp.batch import BatchPlan, plan_batch

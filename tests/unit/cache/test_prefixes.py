@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from deepwell.cache.blocks import block_keys
-from deepwell.cache.store import PrefixCache, Restore
+from deepwell.cache.prefixes import PrefixCache, Restore
 from deepwell.cache.tiers import MAGIC, Entry
 from deepwell.settings import CacheSettings
 
@@ -252,7 +252,7 @@ def test_busy_writer_keeps_entry_in_ram_only(
     entries = [Entry(bytes([n]) * 16, 1, _state(1, n)) for n in range(66)]
     cache.store(entries[0])
     assert started.wait(10)
-    with caplog.at_level(logging.INFO, logger="deepwell.cache.store"):
+    with caplog.at_level(logging.INFO, logger="deepwell.cache.prefixes"):
         for entry in entries[1:]:
             cache.store(entry)  # never blocks: 64 queue, the 66th is dropped
     release.set()
@@ -279,7 +279,7 @@ def test_ram_tier_raising_is_a_miss(
     keys = cache.keys("alice", TOKENS)
     cache.store(_entry(keys, 2))
     monkeypatch.setattr(cache._ram, "get", _boom)
-    with caplog.at_level(logging.ERROR, logger="deepwell.cache.store"):
+    with caplog.at_level(logging.ERROR, logger="deepwell.cache.prefixes"):
         assert cache.lookup(keys, 4) is None
     assert cache.stats()["ram"]["errors"] == 1
     assert "ram tier failed on lookup" in caplog.text
@@ -389,7 +389,7 @@ def test_unusable_folder_disables_disk_tier(
 ) -> None:
     folder = tmp_path / "not-a-folder"
     folder.write_text("a file")
-    with caplog.at_level(logging.WARNING, logger="deepwell.cache.store"):
+    with caplog.at_level(logging.WARNING, logger="deepwell.cache.prefixes"):
         cache = make_cache(folder)
     assert "disk tier disabled" in caplog.text
     assert set(cache.stats()) == {"ram"}
