@@ -55,7 +55,12 @@ def create_app(
                 engines if engines is not None else await _load_engines(settings, registry, stack)
             )
             gateway = Gateway(
-                GenerationService(registry, live, _templates(live)),
+                GenerationService(
+                    registry,
+                    live,
+                    _templates(live),
+                    json_schema=settings.structured_output.json_schema,
+                ),
                 CompletionService(registry, live, _fim_formats(settings, live)),
                 ledger,
                 PriceBook(settings.models),

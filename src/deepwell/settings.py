@@ -221,6 +221,13 @@ class Thinking(BaseModel):
     passback: Literal["off", "present", "nonempty"] = "present"
 
 
+class StructuredOutput(BaseModel):
+    """``json_schema``: serve ``response_format: {"type": "json_schema"}``, enforcing the
+    schema (the hosted API refuses it; false answers its exact 400)."""
+
+    json_schema: bool = True
+
+
 class BillingSettings(BaseModel):
     """Balances and charging (see docs/billing.md).
 
@@ -256,6 +263,7 @@ class Settings(BaseSettings):
     cache: CacheSettings = Field(default_factory=CacheSettings)
     thinking: Thinking = Field(default_factory=Thinking)
     billing: BillingSettings = Field(default_factory=BillingSettings)
+    structured_output: StructuredOutput = Field(default_factory=StructuredOutput)
 
     @classmethod
     def settings_customise_sources(

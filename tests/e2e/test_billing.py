@@ -260,6 +260,7 @@ def test_a_killed_server_leaves_no_hold_after_a_restart(platform: Server, tmp_pa
 
         async def streams() -> None:
             api = openai.AsyncOpenAI(api_key=key, base_url=doomed.base_url, max_retries=0)
+            streaming = asyncio.Event()
 
             async def one(n: int) -> None:
                 stream = await api.chat.completions.create(
@@ -270,11 +271,13 @@ def test_a_killed_server_leaves_no_hold_after_a_restart(platform: Server, tmp_pa
                     extra_body=PLAIN,
                 )
                 async for _ in stream:
-                    pass
+                    streaming.set()
 
             async with api:
                 tasks = [asyncio.create_task(one(n)) for n in range(6)]
-                await asyncio.sleep(3)
+                # Killed mid-burst: once the first tokens flow, while all six run.
+                await asyncio.wait_for(streaming.wait(), timeout=60)
+                await asyncio.sleep(0.5)
                 doomed.process.kill()
                 await asyncio.gather(*tasks, return_exceptions=True)
 

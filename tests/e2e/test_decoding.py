@@ -227,7 +227,7 @@ def test_required_tool_choice_gives_a_valid_call(client: openai.OpenAI, seed: in
         messages=ASK_WEATHER,
         tools=[WEATHER],
         tool_choice="required",
-        max_tokens=60,
+        max_tokens=120,
         seed=seed,
         extra_body=OFF,
     )
@@ -241,7 +241,7 @@ def test_a_named_function_is_the_one_called(client: openai.OpenAI) -> None:
         messages=ASK_WEATHER,
         tools=[WEATHER, TIME],
         tool_choice={"type": "function", "function": {"name": "get_time"}},
-        max_tokens=60,
+        max_tokens=120,
         extra_body=OFF,
     )
     jsonschema.validate(the_call(response, "get_time"), TIME["function"]["parameters"])
@@ -265,7 +265,7 @@ def test_a_tool_round_trip_ends_in_an_answer(client: openai.OpenAI) -> None:
         messages=ASK_WEATHER,
         tools=[WEATHER],
         tool_choice="required",
-        max_tokens=60,
+        max_tokens=120,
         extra_body=OFF,
     )
     call = first.choices[0].message.tool_calls[0]  # type: ignore[index]
@@ -288,7 +288,7 @@ def test_a_tool_round_trip_ends_in_an_answer(client: openai.OpenAI) -> None:
         messages=messages,
         tools=[WEATHER],
         tool_choice="none",
-        max_tokens=60,
+        max_tokens=120,
         extra_body=OFF,
     )
     assert final.choices[0].finish_reason in {"stop", "length"}
@@ -331,7 +331,7 @@ def test_streamed_calls_carry_index_id_and_name(client: openai.OpenAI) -> None:
             messages=ASK_WEATHER,
             tools=[WEATHER],
             tool_choice="required",
-            max_tokens=60,
+            max_tokens=120,
             stream=True,
             extra_body=OFF,
         )
@@ -343,7 +343,8 @@ def test_streamed_calls_carry_index_id_and_name(client: openai.OpenAI) -> None:
     assert CALL_ID.match(calls[0].id)
     assert calls[0].function is not None
     assert calls[0].function.name == "get_weather"
-    arguments = "".join(c.function.arguments or "" for c in calls if c.function is not None)
+    first = [c for c in calls if c.index == 0 and c.function is not None]
+    arguments = "".join(c.function.arguments or "" for c in first if c.function is not None)
     jsonschema.validate(json.loads(arguments), WEATHER_SCHEMA)
     assert not "".join(chunk.choices[0].delta.content or "" for chunk in chunks)
     assert chunks[-1].choices[0].finish_reason == "tool_calls"
@@ -424,7 +425,7 @@ def test_strict_mode_constrains_the_arguments(beta: openai.OpenAI, choice: str) 
         messages=[{"role": "user", "content": "Weather in Paris for the next 3 days, in celsius?"}],
         tools=[strict_tool(STRICT_SCHEMA)],
         tool_choice=choice,  # type: ignore[arg-type]
-        max_tokens=60,
+        max_tokens=120,
         seed=1,
         extra_body=OFF,
     )

@@ -1,260 +1,184 @@
-"""GBNF grammars for constrained decoding: JSON output and tool calls.
+"""Constraints for constrained decoding: JSON output, JSON Schemas and tool calls.
 
-JSON Schemas become grammar rules through llama.cpp's own converter (shipped with
-llama-cpp-python); this module only assembles them into one grammar per request,
-with root rule ``root``.
+They are engine-neutral values (``engine.base.Constraint``): a JSON Schema, or a Lark
+grammar in llguidance's dialect that embeds each tool's argument schema as
+``%json {...}``. A marker that is one special token of the model (Qwen's
+``<tool_call>``, DeepSeek's call markers) is written as a token reference,
+so the model emits it as it was trained to; any other text is a string literal.
 """
 
 from __future__ import annotations
 
-import copy
 import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-import llama_cpp
-from llama_cpp import llama_grammar
-
 from deepwell.chat.toolcalls import ToolCallFormat
 from deepwell.core.types import Tool
+from deepwell.engine.base import Constraint
 
-# Any JSON object (llama.cpp's json.gbnf): what JSON output mode allows.
-JSON_OBJECT: str = llama_grammar.JSON_GBNF
-# The converter's methods are untyped: it is used as a dynamic base class.
-_SchemaConverter: Any = llama_grammar.SchemaConverter
+# How JSON is written inside constraints: one space after ':' and ',', no other
+# whitespace. The model's own habit, and it cannot stall in endless blank space.
+JSON_STYLE = {"whitespace_flexible": False, "key_separator": ": ", "item_separator": ", "}
 
-# Regular expressions for the string formats strict mode allows that llama.cpp's
-# converter does not know. Each accepts a subset of the format, so what the grammar
-# lets through is always valid.
-_OCTET = "(25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"
-_LABEL = "[a-zA-Z0-9]([a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?"
-FORMAT_PATTERNS = {
-    "email": r"^[a-zA-Z0-9_%+-]+([.][a-zA-Z0-9_%+-]+)*@[a-zA-Z0-9-]+([.][a-zA-Z0-9-]+)*"
-    r"[.][a-zA-Z]{2,6}$",
-    "hostname": rf"^{_LABEL}([.]{_LABEL})*$",
-    "ipv4": rf"^({_OCTET}[.]){{3}}{_OCTET}$",
-    "ipv6": r"^([0-9a-f]{1,4}:){7}[0-9a-f]{1,4}$",
+ANY_OBJECT: Mapping[str, Any] = {"type": "object"}
+NO_ARGUMENTS: Mapping[str, Any] = {
+    "type": "object",
+    "properties": {},
+    "additionalProperties": False,
 }
-# Regex escapes llama.cpp's converter copies into grammar literals as they are, where
-# GBNF does not know them: spelled as character classes (inside one, as its members).
-_CLASS_ESCAPES = {"d": "0-9", "w": "a-zA-Z0-9_", "s": " \\t\\n\\r"}
 
 
-class SchemaError(ValueError):
-    """A JSON Schema the grammar converter cannot turn into rules."""
+def _schema_json(schema: Mapping[str, Any]) -> str:
+    """``schema`` as JSON text, closed (see ``closed``), with deepwell's JSON style."""
+    return json.dumps({**closed(schema), "x-guidance": JSON_STYLE}, ensure_ascii=False)
 
 
-class _Converter(_SchemaConverter):  # type: ignore[misc]
-    """llama.cpp's converter, with the rules of ``$ref`` targets named per tool, so
-    that definitions of the same name in two tools stay apart."""
-
-    def __init__(self) -> None:
-        super().__init__(prop_order={}, allow_fetch=False, dotall=False, raw_pattern=False)
-        self.ref_prefix = ""
-
-    def _resolve_ref(self, ref: str) -> str:
-        name = self.ref_prefix + ref.split("/")[-1]
-        if name not in self._rules and ref not in self._refs_being_resolved:
-            self._refs_being_resolved.add(ref)
-            name = self.visit(self._refs[ref], name)
-            self._refs_being_resolved.remove(ref)
-        return str(name)
-
-    def add(self, schema: Mapping[str, Any], name: str) -> str:
-        """Rules for ``schema``; returns the name of its rule."""
-        self.ref_prefix = f"{name}-"
-        try:
-            resolved = self.resolve_refs(_with_patterns(copy.deepcopy(dict(schema))), name)
-            return str(self.visit(resolved, name))
-        except Exception as exc:  # the converter's own checks are assertions and lookups
-            raise SchemaError(str(exc) or type(exc).__name__) from exc
-
-    def rules(self) -> str:
-        return str(self.format_grammar())
-
-
-def _with_patterns(schema: Any) -> Any:
-    """``schema`` with strict mode's string formats spelled as patterns, and patterns
-    anchored (a full match also satisfies the unanchored search JSON Schema means)."""
+def closed(schema: Any) -> Any:
+    """``schema`` with every object that lists its ``properties`` and says nothing of
+    ``additionalProperties`` taking only those: what models are asked for, what
+    llama.cpp's grammars and OpenAI's strict mode do, and the end of a model that
+    would otherwise add keys until it runs out of tokens."""
     if isinstance(schema, list):
-        return [_with_patterns(item) for item in schema]
-    if not isinstance(schema, dict):
+        return [closed(item) for item in schema]
+    if not isinstance(schema, Mapping):
         return schema
-    out = {key: _with_patterns(value) for key, value in schema.items()}
-    fmt = out.get("format")
-    if isinstance(fmt, str) and fmt in FORMAT_PATTERNS and "pattern" not in out:
-        out["pattern"] = FORMAT_PATTERNS[fmt]
-    pattern = out.get("pattern")
-    if isinstance(pattern, str):
-        anchored = ("" if pattern.startswith("^") else "^") + pattern
-        out["pattern"] = _gbnf_escapes(anchored + ("" if pattern.endswith("$") else "$"))
+    out = {key: closed(value) for key, value in schema.items()}
+    if isinstance(out.get("properties"), Mapping):
+        out.setdefault("additionalProperties", False)
     return out
 
 
-def _gbnf_escapes(pattern: str) -> str:
-    """``pattern`` with its backslash escapes written in ways the converter keeps valid."""
-    out: list[str] = []
-    in_class = False
-    i = 0
-    while i < len(pattern):
-        char = pattern[i]
-        if char == "\\" and i + 1 < len(pattern):
-            out.append(_escape(pattern[i + 1], in_class=in_class))
-            i += 2
-            continue
-        if char == "[" and not in_class:
-            in_class = True
-        elif char == "]" and in_class:
-            in_class = False
-        out.append(char)
-        i += 1
-    return "".join(out)
+def json_schema(schema: Mapping[str, Any]) -> Constraint:
+    """Text that is one JSON value valid against ``schema``."""
+    return Constraint("json_schema", _schema_json(schema))
 
 
-def _escape(char: str, *, in_class: bool) -> str:
-    if char in _CLASS_ESCAPES:
-        members = _CLASS_ESCAPES[char]
-    elif char in "nrt":
-        members = "\\" + char
-    elif char.isalnum():
-        raise SchemaError(f"the pattern escape \\{char} is not supported")
-    else:
-        members = f"\\u{ord(char):04X}" if ord(char) > 0xFF else f"\\x{ord(char):02X}"
-    return members if in_class else f"[{members}]"
+JSON_OBJECT = json_schema(ANY_OBJECT)
+"""JSON output mode: any JSON object."""
 
 
-def check(grammar: str) -> str:
-    """``grammar`` itself once llama.cpp has parsed it; a ``SchemaError`` if it does not."""
-    sampler = llama_cpp.llama_sampler_init_grammar(None, grammar.encode(), b"root")
-    if not sampler:
-        raise SchemaError("the grammar built from the schema does not parse")
-    llama_cpp.llama_sampler_free(sampler)
-    return grammar
+def arguments_schema(tool: Tool) -> Mapping[str, Any]:
+    return tool.parameters if tool.parameters is not None else NO_ARGUMENTS
 
 
-def schema_grammar(schema: Mapping[str, Any]) -> str:
-    """A grammar whose root is a JSON value valid against ``schema``."""
-    converter = _Converter()
-    rule = converter.add(schema, "json")
-    return f"root ::= {rule}\n{converter.rules()}"
+def tool_calls(
+    tools: Sequence[Tool],
+    schemas: Sequence[Mapping[str, Any]],
+    fmt: ToolCallFormat,
+    *,
+    specials: frozenset[str] = frozenset(),
+    parallel: bool = True,
+) -> Constraint:
+    """A reply made only of calls to ``tools`` (one, unless ``parallel``), whose
+    arguments follow ``schemas`` (one per tool). ``specials`` are the format's markers
+    that are single special tokens of the model."""
+    lark = _Lark(fmt, specials)
+    return Constraint("lark", lark.grammar("start: calls", tools, schemas, parallel=parallel))
 
 
-_ANY_OBJECT = {"type": "object"}
-_NO_ARGUMENTS = {"type": "object", "properties": {}, "additionalProperties": False}
+def text_or_tool_calls(
+    tools: Sequence[Tool],
+    schemas: Sequence[Mapping[str, Any]],
+    fmt: ToolCallFormat,
+    *,
+    specials: frozenset[str] = frozenset(),
+    parallel: bool = True,
+) -> Constraint:
+    """Free text, or calls whose arguments follow ``schemas``: ``tool_choice: auto`` with
+    strict tools. The text cannot contain the call marker, so a call, once begun, is
+    constrained to the end.
 
-
-def _arguments_schema(tool: Tool) -> Mapping[str, Any]:
-    if tool.parameters is None:
-        return _NO_ARGUMENTS
-    return tool.parameters
-
-
-def tool_calls_grammar(tools: Sequence[Tool], fmt: ToolCallFormat, *, strict_schemas: bool) -> str:
-    """A grammar for a reply made only of one or more calls to ``tools``.
-
-    Arguments follow each tool's schema. A schema the converter cannot handle is a
-    ``SchemaError`` when ``strict_schemas``; otherwise that tool's arguments may be
-    any JSON object.
+    Where the marker is a special token, the text stops before it by itself; for
+    formats that also take bare JSON calls, a reply that opens like one (with ``{``, a
+    fence or blank space) must then be schema-valid bare calls. Where the marker is
+    plain text, the text runs lazily up to the marker's first occurrence.
     """
-    return "\n".join(["root ::= calls", *_calls_rules(tools, fmt, strict=strict_schemas)])
-
-
-def text_or_tool_calls_grammar(tools: Sequence[Tool], fmt: ToolCallFormat) -> str:
-    """Free text without the call marker, then optionally calls with schema-valid
-    arguments: ``tool_choice: auto`` with strict tools.
-
-    For formats that also take bare JSON calls, a reply that opens like one (with
-    ``{``, a fence or blank space) must be schema-valid bare calls.
-    """
+    lark = _Lark(fmt, specials)
     opener = fmt.group_open or fmt.open
-    rules = [*_text_without(opener), *_calls_rules(tools, fmt, strict=True, bare=fmt.bare)]
-    if not fmt.bare:
-        return "\n".join(["root ::= text (calls)?", *rules])
-    first = _char_class_except(set(opener[0] + "{`" + _BLANK))
-    plain = f"plain ::= | {_literal(opener[0])} text-1 | {first} text-0"
-    return "\n".join(["root ::= bare-calls | plain (calls)?", plain, *rules])
+    if opener in specials and fmt.bare:
+        start = "start: bare_calls | PLAIN? calls?\nPLAIN: /[^{`\\s](?s:.*)/"
+    elif opener in specials:
+        start = "start: TEXT? calls?\nTEXT: /(?s:.+)/"
+    else:
+        pattern = _regex_escape(opener)
+        start = (
+            "start: TEXT | text_until_call calls_after_opener\n"
+            f"TEXT: /(?s:.*)/ & ~/(?s:.*{pattern}.*)/\n"
+            f"text_until_call[lazy]: /(?s:.*){pattern}/"
+        )
+    return Constraint("lark", lark.grammar(start, tools, schemas, parallel=parallel))
 
 
-_BLANK = " \t\r\n"
+class _Lark:
+    """Writes the rules of a format's calls."""
 
+    def __init__(self, fmt: ToolCallFormat, specials: frozenset[str]) -> None:
+        self._fmt = fmt
+        self._specials = specials
 
-def _calls_rules(
-    tools: Sequence[Tool], fmt: ToolCallFormat, *, strict: bool, bare: bool = False
-) -> list[str]:
-    """Rules ``calls`` (and ``bare-calls``: JSON calls without markers) and theirs."""
-    converter = _Converter()
-    arguments = [_arguments_rule(converter, i, tool, strict) for i, tool in enumerate(tools)]
-    calls = [fmt.call_rule(tool.name, rule) for tool, rule in zip(tools, arguments, strict=True)]
-    separator = f"{_literal(fmt.separator)} " if fmt.separator else ""
-    body = f"call ({separator}call)*"
-    if fmt.group_open:
-        body = f"{_literal(fmt.group_open)} {body} {_literal(fmt.group_close)}"
-    rules = [f"calls ::= {body}", f"call ::= {_alternatives(calls)}"]
-    if bare:
-        objects = [_bare_rule(tool.name, rule) for tool, rule in zip(tools, arguments, strict=True)]
-        rules += [
-            # Bare calls in a row, in a Markdown fence or not, as the parser takes them.
-            'bare-calls ::= [ \\t\\r\\n]* ( bare-list | "```" [a-z]* "\\n" bare-list "\\n```" )',
-            'bare-list ::= bare-call ("\\n" bare-call)*',
-            f"bare-call ::= {_alternatives(objects)}",
+    def grammar(
+        self,
+        start: str,
+        tools: Sequence[Tool],
+        schemas: Sequence[Mapping[str, Any]],
+        *,
+        parallel: bool,
+    ) -> str:
+        fmt = self._fmt
+        names = [f"call_{i}" for i in range(len(tools))]
+        more = f"({self._text(fmt.separator)} call)*" if parallel else ""
+        group_open = self._text(fmt.group_open)
+        group_close = self._text(fmt.group_close)
+        rules = [
+            start,
+            f"calls: {group_open} call {more} {group_close}",
+            f"call: {' | '.join(names)}",
         ]
-    return [*rules, converter.rules()]
+        if "calls_after_opener" in start:
+            # After a lazy text that ended with the opener: the calls without it.
+            rests = " | ".join(f"rest_{i}" for i in range(len(tools)))
+            tail = f"call {more} {group_close}" if fmt.group_open else f"({rests}) {more}"
+            rules.append(f"calls_after_opener: {tail}")
+        for i, (tool, schema) in enumerate(zip(tools, schemas, strict=True)):
+            rules.append(f"call_{i}: {self._text(fmt.open)} rest_{i}")
+            after = f"{self._text(fmt.call_after)} {self._text(fmt.close)}"
+            rules.append(f"rest_{i}: {self._text(fmt.call_head(tool.name))} args_{i} {after}")
+            rules.append(f"args_{i}: %json {_schema_json(schema)}")
+        if "bare_calls" in start:
+            rules += self._bare(tools)
+        return "\n".join(rule.rstrip() for rule in rules) + "\n"
 
+    def _bare(self, tools: Sequence[Tool]) -> list[str]:
+        """Bare calls in a row, in a Markdown fence or not, as the parser takes them."""
+        calls = []
+        for i, tool in enumerate(tools):
+            head = _literal(f'{{"name": "{tool.name}", "arguments": ')
+            calls.append(f"{head} args_{i} {_literal('}')}")
+        return [
+            'bare_calls: /[ \\t\\r\\n]*/ (bare_list | "```" /[a-z]*/ "\\n" bare_list "\\n```")',
+            'bare_list: bare_call ("\\n" bare_call)*',
+            f"bare_call: {' | '.join(f'({call})' for call in calls)}",
+        ]
 
-def _alternatives(rules: list[str]) -> str:
-    return " | ".join(f"( {rule} )" for rule in rules)
-
-
-def _bare_rule(name: str, arguments: str) -> str:
-    head = _literal(f'{{"name": "{name}", "arguments": ')
-    return f"{head} {arguments} {_literal('}')}"
-
-
-def _arguments_rule(converter: _Converter, index: int, tool: Tool, strict: bool) -> str:
-    try:
-        return converter.add(_arguments_schema(tool), f"tool{index}-arguments")
-    except SchemaError:
-        if strict:
-            raise
-        return converter.add(_ANY_OBJECT, f"tool{index}-arguments")
+    def _text(self, text: str) -> str:
+        """``text`` as Lark: special tokens by reference, the rest as literals."""
+        if not text:
+            return ""
+        for special in sorted(self._specials, key=len, reverse=True):
+            before, found, after = text.partition(special)
+            if found:
+                parts = (self._text(before), special, self._text(after))
+                return " ".join(part for part in parts if part)
+        return _literal(text)
 
 
 def _literal(text: str) -> str:
     return json.dumps(text, ensure_ascii=False)
 
 
-def _text_without(marker: str) -> list[str]:
-    """Rules ``text``: any text in which ``marker`` does not occur.
-
-    State ``text-k`` has just read the first ``k`` characters of the marker; the
-    marker's first character starts it over, any other character returns to 0.
-    (Exact for markers whose first character appears only at their start.)
-    """
-    first = marker[0]
-    rules = []
-    for k in range(len(marker)):
-        here = f"text-{k}"
-        alternatives = [f"{_literal(first)} text-1"]
-        if k > 0:
-            alternatives.append(
-                f"{_literal(marker[k])} text-{k + 1}" if k + 1 < len(marker) else ""
-            )
-        excluded = {first, marker[k]} if k > 0 else {first}
-        alternatives.append(f"{_char_class_except(excluded)} text-0")
-        # The empty first alternative: the text may end in any state.
-        rules.append(f"{here} ::= | {' | '.join(a for a in alternatives if a)}")
-    rules.insert(0, "text ::= text-0")
-    return rules
+_REGEX_SPECIAL = set('\\.^$|?*+()[]{}/&~"')
 
 
-def _char_class_except(chars: set[str]) -> str:
-    escaped = "".join(_class_char(c) for c in sorted(chars))
-    return f"[^{escaped}]"
-
-
-def _class_char(char: str) -> str:
-    if char in "\t\r\n":
-        return {"\t": "\\t", "\r": "\\r", "\n": "\\n"}[char]
-    if char in "]\\^-[":
-        return f"\\x{ord(char):02X}"
-    return char
+def _regex_escape(text: str) -> str:
+    return "".join(f"\\{c}" if c in _REGEX_SPECIAL else c for c in text)

@@ -36,30 +36,33 @@ class ParsedCall:
 Segment = str | ParsedCall
 
 
-def _grammar_literal(text: str) -> str:
-    return json.dumps(text, ensure_ascii=False)
-
-
 @dataclass(frozen=True, slots=True)
 class ToolCallFormat:
     """How a model family writes tool calls.
 
     Every call sits between ``open`` and ``close``; ``decode`` reads the text in
     between. ``ignore`` are markers around a group of calls, dropped from the text.
-    ``call_rule`` writes the GBNF expression of one call to ``name`` whose arguments
-    follow the rule ``arguments``; calls in a row are separated by ``separator``.
+    A call to ``name`` is written ``open + call_head(name) + arguments + call_after +
+    close`` (what a grammar forces); calls in a row are separated by ``separator``.
     """
 
     name: str
     open: str
     close: str
     decode: Callable[[str], ParsedCall | None]
-    call_rule: Callable[[str, str], str]
+    call_head: Callable[[str], str]
+    call_after: str = ""
     separator: str = ""
     ignore: tuple[str, ...] = ()
     group_open: str = ""
     group_close: str = ""
     bare: bool = False
+
+    @property
+    def markers(self) -> tuple[str, ...]:
+        """Every marker the format writes around calls."""
+        found = (self.open, self.close, self.group_open, self.group_close)
+        return tuple(marker for marker in found if marker)
 
     def parser(self, names: frozenset[str] = frozenset()) -> ToolCallParser:
         """A parser for one reply; with ``bare``, a reply (or what follows a call) that
@@ -266,9 +269,8 @@ def _decode_hermes(body: str) -> ParsedCall | None:
     return None if arguments is None else ParsedCall(data["name"], arguments)
 
 
-def _hermes_rule(name: str, arguments: str) -> str:
-    head = _grammar_literal(f'<tool_call>\n{{"name": "{name}", "arguments": ')
-    return f"{head} {arguments} {_grammar_literal('}' + chr(10) + '</tool_call>')}"
+def _hermes_head(name: str) -> str:
+    return f'\n{{"name": "{name}", "arguments": '
 
 
 HERMES = ToolCallFormat(
@@ -276,7 +278,8 @@ HERMES = ToolCallFormat(
     open="<tool_call>",
     close="</tool_call>",
     decode=_decode_hermes,
-    call_rule=_hermes_rule,
+    call_head=_hermes_head,
+    call_after="}\n",
     separator="\n",
     bare=True,
 )
@@ -306,9 +309,8 @@ def _decode_deepseek(body: str) -> ParsedCall | None:
     return None if parsed is None else ParsedCall(name, parsed)
 
 
-def _deepseek_rule(name: str, arguments: str) -> str:
-    head = _grammar_literal(f"{_DS_CALL_BEGIN}{name}{_DS_SEP}")
-    return f"{head} {arguments} {_grammar_literal(_DS_CALL_END)}"
+def _deepseek_head(name: str) -> str:
+    return f"{name}{_DS_SEP}"
 
 
 DEEPSEEK = ToolCallFormat(
@@ -316,7 +318,7 @@ DEEPSEEK = ToolCallFormat(
     open=_DS_CALL_BEGIN,
     close=_DS_CALL_END,
     decode=_decode_deepseek,
-    call_rule=_deepseek_rule,
+    call_head=_deepseek_head,
     ignore=(_DS_CALLS_BEGIN, _DS_CALLS_END),
     group_open=_DS_CALLS_BEGIN,
     group_close=_DS_CALLS_END,

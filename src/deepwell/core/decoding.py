@@ -138,6 +138,9 @@ async def _answer(
             if isinstance(event, Piece):
                 for out in reader.feed(event):
                     yield out
+                if reader.repeated:
+                    yield Finished("tool_calls", meter.usage())
+                    return
             elif isinstance(event, Done):
                 for out in reader.flush():
                     yield out
@@ -157,7 +160,11 @@ class _AnswerReader:
         self._parser = parser
         self._filter = MarkerFilter(drop) if drop else None
         self._pending: list[TokenLogprob] = []
+        self._seen: set[tuple[str, str]] = set()
         self.calls = 0
+        # A call made again, word for word: a model going round in circles. The reply
+        # ends there, with the calls before it.
+        self.repeated = False
 
     def feed(self, piece: Piece) -> list[TextDelta | ToolCallDelta]:
         text = self._filter.feed(piece.text) if self._filter is not None else piece.text
@@ -183,9 +190,14 @@ class _AnswerReader:
     def _events(self, segments: list[str | ParsedCall]) -> list[TextDelta | ToolCallDelta]:
         out: list[TextDelta | ToolCallDelta] = []
         for segment in segments:
+            if self.repeated:
+                break
             if isinstance(segment, str):
                 out.append(TextDelta(segment, tuple(self._pending)))
+            elif (segment.name, segment.arguments) in self._seen:
+                self.repeated = True
             else:
+                self._seen.add((segment.name, segment.arguments))
                 out.append(
                     ToolCallDelta(self.calls, call_id(self.calls), segment.name, segment.arguments)
                 )

@@ -1,9 +1,9 @@
 """From a validated chat request to the plan of its reply: the prompt, whether and how
-long it reasons, the grammar that constrains the answer, and how calls are parsed."""
+long it reasons, the constraint on the answer, and how calls are parsed."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -15,7 +15,7 @@ from deepwell.core import thinking as rules
 from deepwell.core.decoding import Plan, ThinkStep
 from deepwell.core.tools import check_tools, strict_mode
 from deepwell.core.types import GenerationRequest, Message, Sampling, Tool, ToolChoice
-from deepwell.engine.base import Engine, EngineRequest
+from deepwell.engine.base import Constraint, ConstraintError, Engine, EngineRequest
 from deepwell.errors import InvalidRequest
 from deepwell.models.registry import ResolvedModel
 from deepwell.settings import BackingModel, Reasoning, Thinking
@@ -29,7 +29,7 @@ class Draft:
     thinking: bool
     sampling: Sampling
     think: ThinkStep | None
-    grammar: str | None
+    constraint: Constraint | None
     tools: ToolCallFormat | None
     tool_names: frozenset[str] = frozenset()
 
@@ -47,7 +47,7 @@ class Draft:
             sampling=self.sampling,
             stop=stop,
             namespace=namespace,
-            grammar=self.grammar,
+            constraint=self.constraint,
             logprobs=logprobs,
         )
         return Plan(request, think, self.tools, self.tool_names)
@@ -78,7 +78,7 @@ def draft(
         thinking=thinking,
         sampling=_sampling(request.sampling, spec) if thinking else request.sampling,
         think=think,
-        grammar=_grammar(request, choice, fmt),
+        constraint=_constraint(request, choice, fmt, engine),
         tools=fmt,
         tool_names=frozenset(tool.name for tool in offered),
     )
@@ -131,41 +131,80 @@ def _tool_dict(tool: Tool) -> dict[str, Any]:
     function: dict[str, Any] = {"name": tool.name}
     if tool.description is not None:
         function["description"] = tool.description
-    function["parameters"] = (
-        dict(tool.parameters)
-        if tool.parameters is not None
-        else {"type": "object", "properties": {}}
-    )
+    function["parameters"] = dict(grammars.arguments_schema(tool))
     return {"type": "function", "function": function}
 
 
-def _grammar(
-    request: GenerationRequest, choice: ToolChoice, fmt: ToolCallFormat | None
-) -> str | None:
-    """The answer's grammar: forced calls, strict calls after free text, or JSON."""
+def _constraint(
+    request: GenerationRequest, choice: ToolChoice, fmt: ToolCallFormat | None, engine: Engine
+) -> Constraint | None:
+    """What the answer must match: forced calls, strict calls after free text, or JSON.
+    Each is checked by the engine here, so a constraint it cannot enforce is a 400
+    before anything runs."""
     strict = strict_mode(request.tools, beta=request.beta)
-    if fmt is not None and choice.mode in ("required", "function"):
-        chosen = [t for t in request.tools if choice.mode == "required" or t.name == choice.name]
-        return _tool_grammar(chosen, fmt, strict=strict, free_text=False)
+    if fmt is not None and choice.mode == "function":
+        chosen = [t for t in request.tools if t.name == choice.name]
+        return _calls(chosen, fmt, engine, strict=strict, free_text=False, parallel=False)
+    if fmt is not None and choice.mode == "required":
+        parallel = request.parallel_tool_calls
+        return _calls(request.tools, fmt, engine, strict=strict, free_text=False, parallel=parallel)
     if fmt is not None and strict:
-        return _tool_grammar(request.tools, fmt, strict=True, free_text=True)
+        parallel = request.parallel_tool_calls
+        return _calls(request.tools, fmt, engine, strict=True, free_text=True, parallel=parallel)
+    if request.response_schema is not None:
+        return _checked(grammars.json_schema(request.response_schema), engine, "response_format")
     if request.json_output:
         return grammars.JSON_OBJECT
     return None
 
 
-def _tool_grammar(
-    tools: Sequence[Tool], fmt: ToolCallFormat, *, strict: bool, free_text: bool
-) -> str:
+def _calls(
+    tools: Sequence[Tool],
+    fmt: ToolCallFormat,
+    engine: Engine,
+    *,
+    strict: bool,
+    free_text: bool,
+    parallel: bool,
+) -> Constraint:
+    """Calls to ``tools`` (one, unless ``parallel``), each tool's arguments held to its
+    schema. A schema the engine cannot enforce is a 400 in strict mode; otherwise those
+    arguments may be any JSON object. A named function is called once."""
+    schemas = [_arguments(tool, engine, strict=strict) for tool in tools]
+    build = grammars.text_or_tool_calls if free_text else grammars.tool_calls
+    constraint = build(
+        tools,
+        schemas,
+        fmt,
+        specials=_special_markers(fmt, engine),
+        parallel=parallel,
+    )
+    return _checked(constraint, engine, "tools")
+
+
+def _arguments(tool: Tool, engine: Engine, *, strict: bool) -> Mapping[str, Any]:
+    schema = grammars.arguments_schema(tool)
     try:
-        if free_text:
-            return grammars.check(grammars.text_or_tool_calls_grammar(tools, fmt))
-        return grammars.check(grammars.tool_calls_grammar(tools, fmt, strict_schemas=strict))
-    except grammars.SchemaError as exc:
+        engine.check_constraint(grammars.json_schema(schema))
+    except ConstraintError as exc:
         if strict:
             raise InvalidRequest(
-                f"Invalid tools: a function's parameters cannot be enforced in strict mode ({exc})",
+                f"Invalid tools: the parameters of function `{tool.name}` cannot be "
+                f"enforced in strict mode ({exc})",
                 param="tools",
             ) from exc
-    loose = [replace(tool, parameters={"type": "object"}) for tool in tools]
-    return grammars.tool_calls_grammar(loose, fmt, strict_schemas=False)
+        return grammars.ANY_OBJECT
+    return schema
+
+
+def _checked(constraint: Constraint, engine: Engine, param: str) -> Constraint:
+    try:
+        engine.check_constraint(constraint)
+    except ConstraintError as exc:
+        raise InvalidRequest(f"Invalid {param}: {exc}", param=param) from exc
+    return constraint
+
+
+def _special_markers(fmt: ToolCallFormat, engine: Engine) -> frozenset[str]:
+    """The format's markers that are single special tokens of the engine's model."""
+    return frozenset(marker for marker in fmt.markers if engine.special_token(marker))

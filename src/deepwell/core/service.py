@@ -41,10 +41,15 @@ class GenerationService:
         registry: ModelRegistry,
         engines: Mapping[str, Engine],
         templates: Mapping[str, ChatTemplate],
+        *,
+        json_schema: bool = True,
     ) -> None:
+        """``json_schema``: whether ``response_format`` ``json_schema`` is served (else the
+        hosted API's 400)."""
         self._registry = registry
         self._engines = engines
         self._templates = templates
+        self._json_schema = json_schema
 
     def prepare(self, request: GenerationRequest, caller: Caller) -> Prepared:
         model = self._registry.resolve(request.model)
@@ -52,6 +57,10 @@ class GenerationService:
         check_max_tokens(request.max_tokens, model.spec.max_output)
         check_stop(request.stop)
         _check_prefix(request.messages, beta=request.beta)
+        if request.response_schema is not None and not self._json_schema:
+            raise InvalidRequest(
+                "This response_format type is unavailable now", param="response_format"
+            )
         reply = draft(
             request,
             model,

@@ -72,6 +72,10 @@ class GenerationRequest:
     # None: ``auto`` when there are tools, else ``none``.
     tool_choice: ToolChoice | None = None
     json_output: bool = False
+    # response_format json_schema: the JSON Schema the answer must be valid against.
+    response_schema: Mapping[str, Any] | None = None
+    # False: at most one tool call in the reply.
+    parallel_tool_calls: bool = True
     reasoning_effort: str | None = None
     # A thinking budget in tokens asked for by the client; None: the effort's budget.
     thinking_budget: int | None = None

@@ -91,8 +91,18 @@ class StreamOptions(_Wire):
     include_usage: bool = False
 
 
+class JsonSchemaFormat(_Wire):
+    """OpenAI's structured outputs: ``schema`` is what the reply must be valid against."""
+
+    name: Annotated[str, Field(max_length=64)] = "response"
+    description: str | None = None
+    schema_: dict[str, Any] = Field(default_factory=dict, alias="schema")
+    strict: bool | None = None
+
+
 class ResponseFormat(_Wire):
-    type: Literal["text", "json_object"] = "text"
+    type: Literal["text", "json_object", "json_schema"] = "text"
+    json_schema: JsonSchemaFormat | None = None
 
 
 class GenerationFields(_Wire):
@@ -141,6 +151,7 @@ class ChatCompletionRequest(GenerationFields):
     user_id: Annotated[str, Field(pattern=r"^[a-zA-Z0-9_-]+$", max_length=512)] | None = None
     tools: list[ToolIn] | None = None
     tool_choice: Literal["none", "auto", "required"] | NamedToolChoice | None = None
+    parallel_tool_calls: bool | None = None
 
 
 # -- wire → core ---------------------------------------------------------------------
@@ -158,11 +169,29 @@ def to_request(body: ChatCompletionRequest, *, beta: bool = False) -> Generation
         beta=beta,
         tools=tuple(_tool(t) for t in body.tools or ()),
         tool_choice=_tool_choice(body.tool_choice),
-        json_output=body.response_format is not None and body.response_format.type == "json_object",
+        json_output=_format(body) == "json_object",
+        response_schema=_response_schema(body),
+        parallel_tool_calls=body.parallel_tool_calls is not False,
         reasoning_effort=body.reasoning_effort,
         thinking_budget=body.thinking.budget_tokens if body.thinking is not None else None,
         logprobs=_logprobs(body),
     )
+
+
+def _format(body: ChatCompletionRequest) -> str:
+    return body.response_format.type if body.response_format is not None else "text"
+
+
+def _response_schema(body: ChatCompletionRequest) -> dict[str, Any] | None:
+    if _format(body) != "json_schema":
+        return None
+    spec = body.response_format.json_schema if body.response_format is not None else None
+    if spec is None:
+        raise InvalidRequest(
+            "response_format.json_schema is required when the type is json_schema",
+            param="response_format",
+        )
+    return spec.schema_
 
 
 def _tool(tool: ToolIn) -> Tool:

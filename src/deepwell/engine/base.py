@@ -18,14 +18,34 @@ EngineFinish = Literal["stop", "length", "insufficient_system_resource"]
 
 
 @dataclass(frozen=True, slots=True)
+class Constraint:
+    """What the generated text must match, in a form any engine can enforce.
+
+    ``json_schema``: ``source`` is a JSON Schema, as JSON text; the text is one JSON value
+    valid against it. ``lark``: ``source`` is a grammar in llguidance's Lark dialect (start
+    rule ``start``), which may embed JSON Schemas (``%json {...}``) and name the model's
+    special tokens (``<tool_call>``). vLLM and SGLang take both with their llguidance
+    backends; the embedded engine compiles them with llguidance itself.
+    """
+
+    kind: Literal["json_schema", "lark"]
+    source: str
+
+
+class ConstraintError(ValueError):
+    """A constraint that cannot be enforced (invalid, too large, or unsatisfiable)."""
+
+
+@dataclass(frozen=True, slots=True)
 class EngineRequest:
     """What the engine generates: ``prompt`` token ids, at most ``max_tokens`` new ones.
 
     Generation ends at an end-of-generation token, after ``max_tokens`` tokens, or when
     the text contains one of ``stop`` (the stop string itself is not returned).
-    ``namespace`` separates cache entries of different accounts. ``grammar`` (GBNF,
-    root rule ``root``) constrains every sampled token. With ``logprobs`` set, each
-    token's log-probability and that many most likely alternatives come back.
+    ``namespace`` separates cache entries of different accounts. ``constraint``, when
+    given, masks every token that would take the text outside it. With ``logprobs`` set,
+    each token's log-probability (under the model, before any mask) and that many most
+    likely alternatives come back.
     """
 
     prompt: tuple[int, ...]
@@ -33,7 +53,7 @@ class EngineRequest:
     sampling: Sampling = field(default_factory=Sampling)
     stop: tuple[str, ...] = ()
     namespace: str = ""
-    grammar: str | None = None
+    constraint: Constraint | None = None
     logprobs: int | None = None
 
 
@@ -105,7 +125,7 @@ class ModelInfo:
 
 @dataclass(frozen=True, slots=True)
 class EngineHealth:
-    state: Literal["ready", "starting", "failed"]
+    state: Literal["ready", "failed"]
     sequences_busy: int
     sequences_total: int
     queue_length: int
@@ -129,6 +149,17 @@ class Engine(Protocol):
     def generate(self, request: EngineRequest) -> AsyncGenerator[EngineEvent, None]: ...
 
     def tokenize(self, text: str, *, special: bool) -> list[int]: ...
+
+    def special_token(self, text: str) -> bool:
+        """Whether ``text`` is one special token of the model (a constraint names it as
+        ``<text>``; text never matches it)."""
+        ...
+
+    def check_constraint(self, constraint: Constraint) -> None:
+        """Raise ``ConstraintError`` (saying why) if ``constraint`` cannot be enforced.
+
+        CPU work, bounded by the engine's limits: call it off the event loop."""
+        ...
 
     async def health(self) -> EngineHealth: ...
 

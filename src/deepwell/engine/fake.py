@@ -11,6 +11,7 @@ from collections.abc import AsyncGenerator
 
 from deepwell.engine.base import (
     Admitted,
+    Constraint,
     Done,
     EngineEvent,
     EngineFinish,
@@ -19,6 +20,7 @@ from deepwell.engine.base import (
     ModelInfo,
     Piece,
 )
+from deepwell.engine.constraints import Constraints, byte_tokenizer
 from deepwell.engine.text import StopMatcher
 
 TEMPLATE = (
@@ -34,6 +36,7 @@ class FakeEngine:
         self.cached = 0
         self.active = 0
         self._info = ModelInfo("fake", TEMPLATE, "", "", context_length)
+        self._constraints = Constraints(byte_tokenizer())
 
     @property
     def info(self) -> ModelInfo:
@@ -41,6 +44,14 @@ class FakeEngine:
 
     def tokenize(self, text: str, *, special: bool) -> list[int]:
         return [ord(c) for c in text]
+
+    def special_token(self, text: str) -> bool:
+        return False
+
+    def check_constraint(self, constraint: Constraint) -> None:
+        """Checked for real, over a vocabulary of bytes; the reply itself is fixed and
+        follows no constraint."""
+        self._constraints.check(constraint)
 
     async def generate(self, request: EngineRequest) -> AsyncGenerator[EngineEvent, None]:
         self.active += 1

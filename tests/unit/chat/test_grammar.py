@@ -1,214 +1,203 @@
-"""Grammars for JSON output and tool calls: they parse in llama.cpp and say what they should."""
+"""Constraints for JSON output and tool calls, run through llguidance over a byte
+vocabulary: what they let through and what they refuse."""
 
 from __future__ import annotations
 
-import re
+import json
+from collections.abc import Mapping
 from typing import Any
 
+import llguidance
 import pytest
 
 from deepwell.chat import grammar
-from deepwell.chat.grammar import (
-    FORMAT_PATTERNS,
-    JSON_OBJECT,
-    SchemaError,
-    check,
-    schema_grammar,
-    text_or_tool_calls_grammar,
-    tool_calls_grammar,
-)
 from deepwell.chat.toolcalls import DEEPSEEK, HERMES, ToolCallFormat
 from deepwell.core.types import Tool
+from deepwell.engine.base import Constraint, ConstraintError
+from deepwell.engine.constraints import LIMITS, Constraints, byte_tokenizer, llguidance_grammar
 
+TOKENIZER = byte_tokenizer()
 WEATHER = Tool(
     "get_weather",
-    "Weather in a city",
-    {
+    parameters={
+        "type": "object",
+        "properties": {"city": {"type": "string"}, "days": {"type": "integer", "minimum": 1}},
+        "required": ["city"],
+        "additionalProperties": False,
+    },
+)
+TIME = Tool("get_time")
+
+
+def accepts(constraint: Constraint, text: str) -> bool:
+    """Whether ``text`` is a complete output the constraint allows."""
+    matcher = llguidance.LLMatcher(TOKENIZER, llguidance_grammar(constraint), limits=LIMITS)
+    assert not matcher.is_error(), matcher.get_error()
+    tokens = list(text.encode())
+    return matcher.try_consume_tokens(tokens) == len(tokens) and matcher.is_accepting()
+
+
+def schemas(*tools: Tool) -> list[Mapping[str, Any]]:
+    return [grammar.arguments_schema(tool) for tool in tools]
+
+
+def hermes_call(name: str, arguments: str) -> str:
+    return f'<tool_call>\n{{"name": "{name}", "arguments": {arguments}}}\n</tool_call>'
+
+
+def test_json_output_is_any_object() -> None:
+    assert accepts(grammar.JSON_OBJECT, '{"a": [1, 2], "b": {"c": null}}')
+    assert accepts(grammar.JSON_OBJECT, "{}")
+    assert not accepts(grammar.JSON_OBJECT, "[1]")
+    assert not accepts(grammar.JSON_OBJECT, '{"a": 1')
+    assert not accepts(grammar.JSON_OBJECT, 'Sure: {"a": 1}')
+
+
+def test_json_is_written_with_single_spaces() -> None:
+    assert accepts(grammar.JSON_OBJECT, '{"a": 1, "b": 2}')
+    assert not accepts(grammar.JSON_OBJECT, '{"a":1}')
+    assert not accepts(grammar.JSON_OBJECT, '{\n  "a": 1\n}')
+
+
+def test_a_response_schema_is_enforced_with_its_bounds() -> None:
+    schema = {
         "type": "object",
         "properties": {
-            "city": {"type": "string"},
-            "unit": {"type": "string", "enum": ["celsius", "fahrenheit"]},
+            "score": {"type": "number", "minimum": 0, "maximum": 10},
+            "step": {"type": "integer", "multipleOf": 5},
+            "tag": {"enum": ["a", "b"]},
+            "when": {"type": "string", "format": "date"},
         },
-        "required": ["city"],
-    },
-)
-# Two tools with a definition of the same name but different meaning.
-REF_A = Tool(
-    "a",
-    parameters={
-        "type": "object",
-        "properties": {"x": {"$ref": "#/$def/item"}},
-        "required": ["x"],
+        "required": ["score", "step", "tag", "when"],
         "additionalProperties": False,
-        "$def": {"item": {"type": "integer"}},
-    },
-)
-REF_B = Tool(
-    "b",
-    parameters={
-        "type": "object",
-        "properties": {"x": {"$ref": "#/$defs/item"}},
-        "required": ["x"],
-        "additionalProperties": False,
-        "$defs": {"item": {"type": "boolean"}},
-    },
-)
-NO_ARGS = Tool("ping")
+    }
+    constraint = grammar.json_schema(schema)
+    assert accepts(constraint, '{"score": 7.5, "step": 15, "tag": "b", "when": "2026-12-01"}')
+    assert not accepts(constraint, '{"score": 11, "step": 15, "tag": "b", "when": "2026-12-01"}')
+    assert not accepts(constraint, '{"score": 1, "step": 7, "tag": "b", "when": "2026-12-01"}')
+    assert not accepts(constraint, '{"score": 1, "step": 5, "tag": "c", "when": "2026-12-01"}')
+    assert not accepts(constraint, '{"score": 1, "step": 5, "tag": "a", "when": "yesterday"}')
+    assert not accepts(constraint, '{"score": 1, "step": 5, "tag": "a"}')
 
 
-def rules(text: str) -> dict[str, str]:
-    out = {}
-    for line in text.splitlines():
-        name, sep, body = line.partition(" ::= ")
-        if sep:
-            assert name not in out, f"rule {name} defined twice"
-            out[name] = body
-    return out
+def test_refs_and_any_of() -> None:
+    schema = {
+        "$defs": {"point": {"type": "object", "properties": {"x": {"type": "integer"}}}},
+        "anyOf": [{"$ref": "#/$defs/point"}, {"type": "string", "pattern": "^ab+$"}],
+    }
+    constraint = grammar.json_schema(schema)
+    assert accepts(constraint, '{"x": 3}')
+    assert accepts(constraint, '"abbb"')
+    assert not accepts(constraint, '"ba"')
 
 
-def test_json_object_grammar_parses() -> None:
-    assert check(JSON_OBJECT) == JSON_OBJECT
-    assert re.search(r"^root\s+::= object$", JSON_OBJECT, re.MULTILINE)
+def test_forced_hermes_calls() -> None:
+    constraint = grammar.tool_calls((WEATHER, TIME), schemas(WEATHER, TIME), HERMES)
+    one = hermes_call("get_weather", '{"city": "Paris"}')
+    two = one + "\n" + hermes_call("get_time", "{}")
+    assert accepts(constraint, one)
+    assert accepts(constraint, two)
+    assert not accepts(constraint, hermes_call("get_weather", '{"town": "Paris"}'))
+    assert not accepts(constraint, hermes_call("get_weather", '{"city": "Paris", "days": 0}'))
+    assert not accepts(constraint, hermes_call("get_time", '{"a": 1}'))
+    assert not accepts(constraint, hermes_call("other", "{}"))
+    assert not accepts(constraint, "Here: " + one)
+    assert not accepts(constraint, "")
 
 
-@pytest.mark.parametrize("fmt", [HERMES, DEEPSEEK])
-def test_forced_calls_grammar(fmt: ToolCallFormat) -> None:
-    text = check(tool_calls_grammar([WEATHER, REF_A, REF_B, NO_ARGS], fmt, strict_schemas=True))
-    found = rules(text)
-    assert found["root"] == "calls"
-    for name in ("get_weather", "a", "b", "ping"):
-        assert f'\\"name\\": \\"{name}\\"' in found["call"] or f"{name}<" in found["call"]
-    # Each tool's definitions are its own, even under the same name.
-    assert found["tool1-arguments-x"] == "integer"
-    assert found["tool2-arguments-x"] == "boolean"
-
-
-def test_object_definitions_of_the_same_name_stay_apart() -> None:
-    def tool(name: str, kind: str) -> Tool:
-        item = {"type": "object", "properties": {"y": {"type": kind}}, "required": ["y"]}
-        schema = {
-            "type": "object",
-            "properties": {"x": {"$ref": "#/$def/item"}},
-            "required": ["x"],
-            "$def": {"item": item},
-        }
-        return Tool(name, parameters=schema)
-
-    found = rules(
-        check(
-            tool_calls_grammar(
-                [tool("a", "integer"), tool("b", "boolean")], HERMES, strict_schemas=True
-            )
-        )
-    )
-    assert found["tool0-arguments-item-y-kv"].endswith("integer")
-    assert found["tool1-arguments-item-y-kv"].endswith("boolean")
-
-
-def test_hermes_calls_are_written_as_qwen_writes_them() -> None:
-    found = rules(tool_calls_grammar([NO_ARGS], HERMES, strict_schemas=False))
-    assert found["calls"] == 'call ("\\n" call)*'
-    assert found["call"].startswith('( "<tool_call>\\n{\\"name\\": \\"ping\\", \\"arguments\\": "')
-    assert found["call"].endswith('"}\\n</tool_call>" )')
+def test_one_call_when_parallel_calls_are_off() -> None:
+    constraint = grammar.tool_calls((TIME,), schemas(TIME), HERMES, parallel=False)
+    call = hermes_call("get_time", "{}")
+    assert accepts(constraint, call)
+    assert not accepts(constraint, call + "\n" + call)
 
 
 def test_deepseek_calls_sit_inside_the_group_markers() -> None:
-    found = rules(tool_calls_grammar([NO_ARGS], DEEPSEEK, strict_schemas=False))
-    assert found["calls"].startswith('"<\uff5ctool\u2581calls\u2581begin\uff5c>" call')
-    assert found["calls"].endswith('"<\uff5ctool\u2581calls\u2581end\uff5c>"')
+    constraint = grammar.tool_calls((TIME,), schemas(TIME), DEEPSEEK)
+    call = f"{DEEPSEEK.open}{DEEPSEEK.call_head('get_time')}{{}}{DEEPSEEK.close}"
+    assert accepts(constraint, f"{DEEPSEEK.group_open}{call}{DEEPSEEK.group_close}")
+    assert not accepts(constraint, call)
 
 
-def test_enum_and_required_properties_are_in_the_rules() -> None:
-    found = rules(tool_calls_grammar([WEATHER], HERMES, strict_schemas=True))
-    assert found["tool0-arguments-unit"] == '"\\"celsius\\"" | "\\"fahrenheit\\""'
-    assert found["tool0-arguments"].startswith('"{" space tool0-arguments-city-kv')
-
-
-UNCONVERTIBLE: dict[str, Any] = {
-    "type": "object",
-    "properties": {"x": {"type": "string", "pattern": "(?=x)x"}},
-}
-
-
-def test_a_schema_the_converter_refuses_is_any_object_unless_strict() -> None:
-    loose = check(
-        tool_calls_grammar([Tool("f", parameters=UNCONVERTIBLE)], HERMES, strict_schemas=False)
+def test_special_markers_are_token_references() -> None:
+    constraint = grammar.tool_calls(
+        (TIME,), schemas(TIME), HERMES, specials=frozenset({"<tool_call>", "</tool_call>"})
     )
-    assert "object" in rules(loose)
-    with pytest.raises(SchemaError):
-        tool_calls_grammar([Tool("f", parameters=UNCONVERTIBLE)], HERMES, strict_schemas=True)
+    assert "call_0: <tool_call> rest_0" in constraint.source
+    assert '"}\\n" </tool_call>' in constraint.source
+    # A byte vocabulary has no such token: the grammar asks for one.
+    with pytest.raises(ConstraintError, match="special token"):
+        Constraints(byte_tokenizer()).check(constraint)
 
 
 @pytest.mark.parametrize("fmt", [HERMES, DEEPSEEK])
-def test_text_or_calls_grammar_parses(fmt: ToolCallFormat) -> None:
-    found = rules(check(text_or_tool_calls_grammar([WEATHER, NO_ARGS], fmt)))
-    assert "calls" in found
-    assert ("bare-calls" in found) is fmt.bare
+def test_strict_auto_allows_text_or_schema_valid_calls(fmt: ToolCallFormat) -> None:
+    constraint = grammar.text_or_tool_calls((WEATHER,), schemas(WEATHER), fmt)
+    Constraints(byte_tokenizer()).check(constraint)
+    assert accepts(constraint, "It is sunny < there.")
+    assert accepts(constraint, "")
 
 
-def test_free_text_states_follow_the_marker() -> None:
-    found = rules(text_or_tool_calls_grammar([NO_ARGS], HERMES))
-    marker = "<tool_call>"
-    assert found["root"] == "bare-calls | plain (calls)?"
-    assert '"```" [a-z]* "\\n" bare-list "\\n```"' in found["bare-calls"]
-    assert found["plain"] == '| "<" text-1 | [^\\t\\n\\r <`{] text-0'
-    assert found["text-0"] == '| "<" text-1 | [^<] text-0'
-    for k in range(1, len(marker) - 1):
-        assert f'"{marker[k]}" text-{k + 1}' in found[f"text-{k}"]
-    # The marker's last character is never allowed after the rest of it.
-    last = found[f"text-{len(marker) - 1}"]
-    assert '">"' not in last
-    assert "[^<>]" in last
+def test_strict_auto_with_a_plain_marker_constrains_the_call_once_it_begins() -> None:
+    constraint = grammar.text_or_tool_calls((WEATHER,), schemas(WEATHER), HERMES)
+    good = hermes_call("get_weather", '{"city": "Oslo"}')
+    assert accepts(constraint, "Let me look. " + good)
+    assert accepts(constraint, good)
+    assert not accepts(constraint, "Let me look. " + hermes_call("get_weather", '{"x": 1}'))
+    assert not accepts(constraint, "<tool_call>\nnot json\n</tool_call>")
 
 
-@pytest.mark.parametrize("fmt", sorted(FORMAT_PATTERNS))
-def test_string_formats_become_patterns_that_parse(fmt: str) -> None:
-    check(schema_grammar({"type": "string", "format": fmt}))
+def test_strict_auto_with_a_special_marker_keeps_bare_calls_valid() -> None:
+    specials = frozenset({"<tool_call>", "</tool_call>"})
+    constraint = grammar.text_or_tool_calls((WEATHER,), schemas(WEATHER), HERMES, specials=specials)
+    assert "bare_calls" in constraint.source
+    assert "PLAIN: " in constraint.source
+
+
+def test_the_grammar_is_lark_with_embedded_schemas() -> None:
+    constraint = grammar.tool_calls((WEATHER,), schemas(WEATHER), HERMES)
+    assert constraint.kind == "lark"
+    line = next(rule for rule in constraint.source.splitlines() if rule.startswith("args_0:"))
+    embedded = json.loads(line.removeprefix("args_0: %json "))
+    assert embedded["required"] == ["city"]
+    assert embedded["x-guidance"] == grammar.JSON_STYLE
 
 
 @pytest.mark.parametrize(
-    ("value", "fmt"),
+    ("schema", "message"),
     [
-        ("someone@example.com", "email"),
-        ("a.b-c@mail.example.org", "email"),
-        ("example.com", "hostname"),
-        ("localhost", "hostname"),
-        ("192.168.0.1", "ipv4"),
-        ("255.255.255.255", "ipv4"),
-        ("2001:db8:0:0:0:0:2:1", "ipv6"),
+        ({"type": "string", "pattern": ")"}, "regex"),
+        ({"type": "string", "pattern": "["}, "regex"),
+        ({"enum": []}, "Unsatisfiable"),
+        ({"anyOf": []}, "Unsatisfiable"),
+        ({"$defs": {"a": {"$ref": "#/$defs/a"}}, "$ref": "#/$defs/a"}, "allows no output"),
+        (
+            {"type": "object", "properties": {f"p{i}": {"type": "string"} for i in range(20000)}},
+            "large",
+        ),
     ],
 )
-def test_format_patterns_accept_valid_values(value: str, fmt: str) -> None:
-    assert re.fullmatch(FORMAT_PATTERNS[fmt].strip("^$"), value)
+def test_hostile_schemas_are_refused_with_a_reason(schema: dict[str, Any], message: str) -> None:
+    with pytest.raises(ConstraintError, match=message):
+        Constraints(byte_tokenizer()).check(grammar.json_schema(schema))
 
 
 @pytest.mark.parametrize(
-    ("value", "fmt"), [("no-at-sign", "email"), ("256.1.1.1", "ipv4"), ("-bad.com", "hostname")]
+    "pattern", ["]", "a{0,100000}", "(a?){300}", "a{100000000}", "\\x00", "((a*)*)*b"]
 )
-def test_format_patterns_refuse_invalid_values(value: str, fmt: str) -> None:
-    assert not re.fullmatch(FORMAT_PATTERNS[fmt].strip("^$"), value)
+def test_hostile_patterns_compile_within_bounds(pattern: str) -> None:
+    constraint = grammar.json_schema({"type": "string", "pattern": pattern})
+    Constraints(byte_tokenizer()).check(constraint)
 
 
-@pytest.mark.parametrize(
-    ("pattern", "expected"),
-    [
-        (r"^\d{3}$", "^[0-9]{3}$"),
-        (r"[\w.]+", "^[a-zA-Z0-9_.]+$"),
-        (r"a\.b\-c", "^a[\\x2E]b[\\x2D]c$"),
-        (r"[\d\-]+", "^[0-9\\x2D]+$"),
-        (r"\s*x", "^[ \\t\\n\\r]*x$"),
-    ],
-)
-def test_patterns_are_anchored_and_escapes_rewritten(pattern: str, expected: str) -> None:
-    assert grammar._with_patterns({"pattern": pattern})["pattern"] == expected
-    check(schema_grammar({"type": "string", "pattern": pattern}))
-
-
-def test_an_unsupported_escape_is_a_schema_error() -> None:
-    with pytest.raises(SchemaError, match=r"\\b"):
-        schema_grammar({"type": "string", "pattern": r"\bword"})
-
-
-def test_check_refuses_a_broken_grammar() -> None:
-    with pytest.raises(SchemaError):
-        check("root ::= undefined-rule")
+def test_objects_that_list_their_properties_take_only_those() -> None:
+    schema = {
+        "type": "object",
+        "properties": {"a": {"type": "object", "properties": {"b": {"type": "integer"}}}},
+    }
+    constraint = grammar.json_schema(schema)
+    assert accepts(constraint, '{"a": {"b": 1}}')
+    assert not accepts(constraint, '{"a": {"b": 1}, "c": 2}')
+    assert not accepts(constraint, '{"a": {"b": 1, "c": 2}}')
+    opened = grammar.json_schema({**schema, "additionalProperties": True})
+    assert accepts(opened, '{"a": {"b": 1}, "c": 2}')

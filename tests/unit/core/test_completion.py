@@ -110,7 +110,7 @@ def test_sampling_stop_logprobs_and_namespace(service: CompletionService) -> Non
     assert engine_request.logprobs == 5
     assert engine_request.max_tokens == 9
     assert engine_request.namespace == "7/"
-    assert engine_request.grammar is None
+    assert engine_request.constraint is None
 
 
 def test_default_max_tokens_is_the_fim_limit(service: CompletionService) -> None:

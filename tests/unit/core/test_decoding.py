@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from collections.abc import AsyncGenerator
 
+from deepwell.chat.grammar import JSON_OBJECT
 from deepwell.chat.toolcalls import HERMES
 from deepwell.core.decoding import Plan, ThinkStep, decode
 from deepwell.core.events import (
@@ -51,7 +52,7 @@ def plan(max_tokens: int = 100, think: ThinkStep | None = THINK, **fields: objec
         sampling=Sampling(temperature=0.6),
         stop=("STOP",),
         namespace="ns",
-        grammar="root ::= x",
+        constraint=JSON_OBJECT,
         logprobs=None,
     )
     return Plan(request, think, **fields)  # type: ignore[arg-type]
@@ -81,12 +82,12 @@ async def test_reasoning_then_answer_on_the_same_prefix() -> None:
     assert first.prompt == PROMPT
     assert first.max_tokens == 8
     assert first.stop == ("</think>",)
-    assert first.grammar is None
+    assert first.constraint is None
     assert first.sampling == Sampling(temperature=0.6)
     # The answer continues the reasoning and its closing marker; the budget is what is left.
     assert second.prompt == PROMPT + tuple(ord(c) for c in "Let me think.</think>\n\n")
     assert second.max_tokens == 95
-    assert (second.stop, second.grammar, second.namespace) == (("STOP",), "root ::= x", "ns")
+    assert (second.stop, second.constraint, second.namespace) == (("STOP",), JSON_OBJECT, "ns")
 
 
 async def test_a_reasoning_cut_by_its_budget_is_closed_early() -> None:
@@ -177,6 +178,21 @@ async def test_tool_calls_become_calls_with_ids_and_indexes() -> None:
     # Calls come after the text.
     kinds = [type(e).__name__ for e in out]
     assert kinds.index("ToolCallDelta") > max(i for i, k in enumerate(kinds) if k == "TextDelta")
+
+
+async def test_a_call_made_again_word_for_word_ends_the_reply() -> None:
+    f = '<tool_call>\n{"name": "f", "arguments": {"a": 1}}\n</tool_call>\n'
+    g = '<tool_call>\n{"name": "f", "arguments": {"a": 2}}\n</tool_call>\n'
+    reply = f + g + f + g + f
+    engine = Scripted([*(Piece(c, tokens=1) for c in reply), Done("length", 3, len(reply))])
+    out = await events_of(engine, plan(think=None, tools=HERMES))
+    calls = [(e.name, e.arguments) for e in out if isinstance(e, ToolCallDelta)]
+    assert calls == [("f", '{"a": 1}'), ("f", '{"a": 2}')]
+    finished = out[-1]
+    assert isinstance(finished, Finished)
+    assert finished.reason == "tool_calls"
+    # The tokens of the repeated call were generated, and count.
+    assert finished.usage.completion_tokens == len(f + g + f.rstrip("\n"))
 
 
 async def test_calls_cut_by_the_budget_keep_length() -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
@@ -115,26 +116,26 @@ def test_forced_calls_are_refused_in_thinking_mode(choice: ToolChoice) -> None:
 
 def test_required_calls_are_constrained_to_every_tool() -> None:
     prepared = prepare(thinking=False, tools=(WEATHER, TIME), tool_choice=ToolChoice("required"))
-    grammar = prepared.plan.request.grammar
-    assert grammar is not None
-    assert "get_weather" in grammar
-    assert "get_time" in grammar
+    constraint = prepared.plan.request.constraint
+    assert constraint is not None
+    assert '\\"get_weather\\"' in constraint.source
+    assert '\\"get_time\\"' in constraint.source
     assert prepared.plan.tools is HERMES
 
 
 def test_a_named_call_is_constrained_to_that_tool() -> None:
     choice = ToolChoice("function", "get_time")
-    grammar = prepare(
+    constraint = prepare(
         thinking=False, tools=(WEATHER, TIME), tool_choice=choice
-    ).plan.request.grammar
-    assert grammar is not None
-    assert "get_time" in grammar
-    assert "get_weather" not in grammar
+    ).plan.request.constraint
+    assert constraint is not None
+    assert "get_time" in constraint.source
+    assert "get_weather" not in constraint.source
 
 
 def test_auto_parses_calls_without_a_grammar() -> None:
     prepared = prepare(tools=(WEATHER,))
-    assert prepared.plan.request.grammar is None
+    assert prepared.plan.request.constraint is None
     assert prepared.plan.tools is HERMES
     assert prepared.plan.tool_names == {"get_weather"}
 
@@ -142,19 +143,19 @@ def test_auto_parses_calls_without_a_grammar() -> None:
 def test_tool_choice_none_offers_no_tools() -> None:
     prepared = prepare(tools=(WEATHER,), tool_choice=ToolChoice("none"))
     assert prepared.plan.tools is None
-    assert prepared.plan.request.grammar is None
+    assert prepared.plan.request.constraint is None
 
 
 def test_json_output_is_constrained_in_both_modes() -> None:
-    assert prepare(json_output=True).plan.request.grammar == JSON_OBJECT
-    assert prepare(json_output=True, thinking=False).plan.request.grammar == JSON_OBJECT
+    assert prepare(json_output=True).plan.request.constraint == JSON_OBJECT
+    assert prepare(json_output=True, thinking=False).plan.request.constraint == JSON_OBJECT
 
 
 def test_strict_tools_on_beta_constrain_auto_calls() -> None:
-    grammar = prepare(tools=(STRICT,), beta=True).plan.request.grammar
-    assert grammar is not None
-    assert "bare-calls" in grammar
-    assert prepare(tools=(STRICT,)).plan.request.grammar is None
+    constraint = prepare(tools=(STRICT,), beta=True).plan.request.constraint
+    assert constraint is not None
+    assert "text_until_call" in constraint.source
+    assert prepare(tools=(STRICT,)).plan.request.constraint is None
 
 
 def test_a_strict_schema_that_cannot_be_enforced_is_a_400() -> None:
@@ -162,7 +163,7 @@ def test_a_strict_schema_that_cannot_be_enforced_is_a_400() -> None:
         "f",
         parameters={
             "type": "object",
-            "properties": {"a": {"type": "string", "pattern": r"\bx"}},
+            "properties": {"a": {"type": "string", "pattern": "(unclosed"}},
             "required": ["a"],
             "additionalProperties": False,
         },
@@ -196,5 +197,29 @@ def test_logprobs_pass_through() -> None:
 def test_odd_schemas_still_give_a_grammar_for_forced_calls(parameters: dict[str, Any]) -> None:
     tool = Tool("f", parameters=parameters)
     prepared = prepare(thinking=False, tools=(tool,), tool_choice=ToolChoice("required"))
-    assert prepared.plan.request.grammar is not None
-    assert "tool0-arguments" in prepared.plan.request.grammar
+    constraint = prepared.plan.request.constraint
+    assert constraint is not None
+    assert "args_0: %json {" in constraint.source
+    FakeEngine().check_constraint(constraint)
+
+
+def test_a_response_schema_is_checked_and_passed_on() -> None:
+    schema = {"type": "object", "properties": {"n": {"type": "integer"}}, "required": ["n"]}
+    constraint = prepare(response_schema=schema, thinking=False).plan.request.constraint
+    assert constraint is not None
+    assert constraint.kind == "json_schema"
+    assert json.loads(constraint.source)["required"] == ["n"]
+    with pytest.raises(InvalidRequest, match=r"Invalid response_format: .*regex"):
+        prepare(response_schema={"type": "string", "pattern": ")"})
+
+
+def test_parallel_calls_off_allows_one_call() -> None:
+    choice = ToolChoice("required")
+    many = prepare(thinking=False, tools=(WEATHER,), tool_choice=choice).plan.request.constraint
+    one = prepare(
+        thinking=False, tools=(WEATHER,), tool_choice=choice, parallel_tool_calls=False
+    ).plan.request.constraint
+    assert many is not None
+    assert one is not None
+    assert '("\\n" call)*' in many.source
+    assert '("\\n" call)*' not in one.source

@@ -35,11 +35,11 @@ async def test_health_only_at_the_root(anonymous: httpx.AsyncClient, prefix: str
 async def test_engine_not_ready_is_a_503(
     anonymous: httpx.AsyncClient, engine: FakeEngine, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    async def starting() -> EngineHealth:
-        return EngineHealth("starting", 0, 8, 0, 0, 512)
+    async def failed() -> EngineHealth:
+        return EngineHealth("failed", 0, 8, 0, 0, 512)
 
-    monkeypatch.setattr(engine, "health", starting)
+    monkeypatch.setattr(engine, "health", failed)
     response = await anonymous.get("/health")
     assert response.status_code == 503
     assert response.json()["status"] == "degraded"
-    assert response.json()["engines"][DEFAULT_MODEL]["state"] == "starting"
+    assert response.json()["engines"][DEFAULT_MODEL]["state"] == "failed"

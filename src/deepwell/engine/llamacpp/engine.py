@@ -10,6 +10,8 @@ from pathlib import Path
 from deepwell.cache.prefixes import PrefixCache, Restore
 from deepwell.engine.base import (
     Admitted,
+    Constraint,
+    ConstraintError,
     Done,
     EngineEvent,
     EngineHealth,
@@ -18,8 +20,10 @@ from deepwell.engine.base import (
     Piece,
     TokenLogprob,
 )
+from deepwell.engine.constraints import Constraints, Matcher
+from deepwell.engine.llamacpp.constraints import is_special, vocabulary_tokenizer
 from deepwell.engine.llamacpp.model import LlamaModel
-from deepwell.engine.llamacpp.sampler import GrammarError, build_chain, free_chain
+from deepwell.engine.llamacpp.sampler import build_chain
 from deepwell.engine.llamacpp.scheduler import Begin, End, EngineSequence, Output, Scheduler
 from deepwell.engine.text import StopMatcher, Utf8Stream
 from deepwell.errors import EngineFailure, InvalidRequest
@@ -41,6 +45,7 @@ class LlamaCppEngine:
         self._model = LlamaModel(path)
         self._cache = cache
         self._scheduler = Scheduler(self._model, settings, cache)
+        self._constraints = Constraints(vocabulary_tokenizer(self._model.vocab))
         self._n_seq = settings.n_seq_max
         self._info = ModelInfo(
             name=name,
@@ -61,15 +66,9 @@ class LlamaCppEngine:
     async def generate(self, request: EngineRequest) -> AsyncGenerator[EngineEvent, None]:
         if self._scheduler.failed:
             raise EngineFailure("The engine has stopped after an internal error.")
-        try:
-            chain = build_chain(request.sampling, vocab=self._model.vocab, grammar=request.grammar)
-        except GrammarError as exc:
-            raise InvalidRequest(f"Invalid grammar: {exc}") from exc
-        try:
-            keys, restore = await self._cached_prefix(request)
-        except BaseException:
-            free_chain(chain)
-            raise
+        matcher = await self._matcher(request)
+        keys, restore = await self._cached_prefix(request)
+        chain = build_chain(request.sampling)
         outputs: asyncio.Queue[Output] = asyncio.Queue()
         seq = EngineSequence(
             prompt=request.prompt,
@@ -78,6 +77,7 @@ class LlamaCppEngine:
             emit=_poster(asyncio.get_running_loop(), outputs),
             namespace=request.namespace,
             logprobs=request.logprobs,
+            matcher=matcher,
             keys=keys,
             restore=restore,
         )
@@ -92,6 +92,10 @@ class LlamaCppEngine:
                     yield Admitted(out.reused)
                     continue
                 if isinstance(out, End):
+                    if out.error is not None:
+                        raise InvalidRequest(
+                            f"The output could not follow its constraint: {out.error}"
+                        )
                     tail = stops.feed(utf8.flush()) + stops.flush()
                     if tail or pending:
                         yield Piece(tail, tuple(pending))
@@ -111,6 +115,23 @@ class LlamaCppEngine:
             # Whether it ended, stopped on a stop string or was abandoned by its
             # consumer, the sequence is freed; cancelling a finished one is a no-op.
             self._scheduler.cancel(seq)
+
+    def check_constraint(self, constraint: Constraint) -> None:
+        self._constraints.check(constraint)
+
+    def special_token(self, text: str) -> bool:
+        tokens = self._model.tokenize(text, special=True)
+        return len(tokens) == 1 and is_special(self._model.vocab, tokens[0])
+
+    async def _matcher(self, request: EngineRequest) -> Matcher | None:
+        """The request's constraint compiled (on a worker thread: large grammars take
+        milliseconds); a constraint that cannot be enforced is a 400."""
+        if request.constraint is None:
+            return None
+        try:
+            return await asyncio.to_thread(self._constraints.matcher, request.constraint)
+        except ConstraintError as exc:
+            raise InvalidRequest(f"Invalid response format or tools: {exc}") from exc
 
     async def _cached_prefix(self, request: EngineRequest) -> tuple[list[bytes], Restore | None]:
         """The prompt's block keys, and the longest saved prefix state of it, if any."""

@@ -10,26 +10,16 @@ import llama_cpp
 from deepwell.core.types import Sampling
 
 
-class GrammarError(ValueError):
-    """llama.cpp could not parse a grammar."""
-
-
-def build_chain(sampling: Sampling, *, vocab: Any = None, grammar: str | None = None) -> Any:
+def build_chain(sampling: Sampling) -> Any:
     """A sampler chain for these parameters; free it with ``free_chain``.
 
-    A grammar, when given, comes first and masks every token it does not allow.
-    Temperature 0 is then greedy decoding; otherwise top-p, temperature, and a
-    random draw seeded by ``sampling.seed`` (a fresh random seed when absent).
+    Temperature 0 is greedy decoding; otherwise top-p, temperature, and a random draw
+    seeded by ``sampling.seed`` (a fresh random seed when absent). A constraint is not
+    part of the chain: the scheduler masks the logits before the chain samples.
     """
     params = llama_cpp.llama_sampler_chain_default_params()
     params.no_perf = True
     chain = llama_cpp.llama_sampler_chain_init(params)
-    if grammar is not None:
-        constraint = llama_cpp.llama_sampler_init_grammar(vocab, grammar.encode(), b"root")
-        if not constraint:
-            llama_cpp.llama_sampler_free(chain)
-            raise GrammarError("the grammar could not be parsed")
-        llama_cpp.llama_sampler_chain_add(chain, constraint)
     if sampling.temperature <= 0:
         llama_cpp.llama_sampler_chain_add(chain, llama_cpp.llama_sampler_init_greedy())
         return chain

@@ -30,10 +30,12 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import llama_cpp
+import numpy as np
 
 from deepwell.cache.prefixes import PrefixCache, Restore
 from deepwell.cache.tiers import Entry
 from deepwell.engine.base import EngineFinish, TokenLogprob
+from deepwell.engine.constraints import Matcher
 from deepwell.engine.llamacpp.batch import BatchPlan, plan_batch
 from deepwell.engine.llamacpp.logprobs import token_logprob
 from deepwell.engine.llamacpp.model import LlamaModel
@@ -60,7 +62,10 @@ class Begin:
 
 @dataclass(frozen=True, slots=True)
 class End:
+    """The sequence ended; ``error`` says why when its constraint failed."""
+
     reason: EngineFinish
+    error: str | None = None
 
 
 Output = Begin | Token | End
@@ -71,6 +76,7 @@ class EngineSequence:
     """One generation, owned by the scheduler thread once submitted.
 
     ``chain`` is its sampler chain; the scheduler frees it when the sequence ends.
+    ``matcher``, when set, masks the logits before each sample.
     ``reused`` is how many prompt tokens were found in the KV cache instead of being
     read again; it is set before the first token is emitted. ``next_token`` is the
     token it sampled last, None until it samples one.
@@ -82,6 +88,7 @@ class EngineSequence:
     emit: Callable[[Output], None]
     namespace: str = ""
     logprobs: int | None = None
+    matcher: Matcher | None = field(default=None, repr=False)
     keys: list[bytes] = field(default_factory=list, repr=False)
     restore: Restore | None = field(default=None, repr=False)
     slot: Slot | None = None
@@ -329,19 +336,37 @@ class Scheduler:
         batch.logits[i] = 1 if logits else 0
 
     def _sample(self, seq: EngineSequence, batch_index: int) -> None:
+        """Sample ``seq``'s next token: within its constraint, if it has one (logprobs
+        still report the model's own distribution, from the logits before the mask)."""
+        raw = None
+        if seq.matcher is not None:
+            logits = self._logits(batch_index)
+            raw = logits.copy() if seq.logprobs is not None else None
+            if (error := seq.matcher.mask(logits)) is not None:
+                self._finish(seq, "stop", error)
+                return
         token = int(llama_cpp.llama_sampler_sample(seq.chain, self._ctx, batch_index))
         if self._model.is_eog(token):
             self._finish(seq, "stop")
             return
+        if seq.matcher is not None and (error := seq.matcher.consume(token)) is not None:
+            self._finish(seq, "stop", error)
+            return
         seq.generated += 1
         logprob = None
         if seq.logprobs is not None:
+            if raw is not None:
+                self._logits(batch_index)[:] = raw
             logprob = token_logprob(self._model, self._ctx, batch_index, token, seq.logprobs)
         seq.emit(Token(token, logprob))
         if seq.generated >= seq.max_tokens or seq.n_past + 1 >= self.n_ctx:
             self._finish(seq, "length")
         else:
             seq.next_token = token
+
+    def _logits(self, batch_index: int) -> np.ndarray[Any, np.dtype[np.float32]]:
+        pointer = llama_cpp.llama_get_logits_ith(self._ctx, batch_index)
+        return np.ctypeslib.as_array(pointer, shape=(self._model.n_vocab,))
 
     def _on_decode_failure(self, status: int, members: list[EngineSequence]) -> None:
         """No room in the KV cache (status 1): free an idle slot, or end one sequence."""
@@ -356,9 +381,9 @@ class Scheduler:
         log.warning("KV cache full: ending one of %d sequences", len(self._running))
         self._finish(victim, "insufficient_system_resource")
 
-    def _finish(self, seq: EngineSequence, reason: EngineFinish) -> None:
+    def _finish(self, seq: EngineSequence, reason: EngineFinish, error: str | None = None) -> None:
         self._release(seq)
-        seq.emit(End(reason))
+        seq.emit(End(reason, error))
         if self._cache is not None and seq.slot is not None:
             tokens = seq.slot.tokens
             self._save(seq.slot, self._cache.keys(seq.namespace, tokens), len(tokens))
