@@ -8,11 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from deepwell.core.types import Sampling
 from deepwell.engine.base import Done, EngineRequest
 from deepwell.engine.llamacpp.engine import LlamaCppEngine
 from deepwell.models.sources import ensure_model_file
 from deepwell.settings import BackingModel, EngineSettings
+from deepwell.vocabulary import Sampling
 
 pytestmark = pytest.mark.e2e
 

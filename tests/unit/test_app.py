@@ -16,11 +16,11 @@ from deepwell import app as app_module
 from deepwell.accounts.keys import KeyStore
 from deepwell.app import create_app
 from deepwell.billing.balances import Balances
-from deepwell.core.auth import Caller
 from deepwell.engine.fake import FakeEngine
 from deepwell.http.state import Services
 from deepwell.settings import DEFAULT_MODEL, Settings
 from deepwell.store.db import open_database
+from deepwell.vocabulary import Caller
 
 pytestmark = pytest.mark.usefixtures("clean_env")
 

@@ -15,9 +15,9 @@ import pytest
 
 from deepwell.accounts.keys import KeyStore
 from deepwell.cli import main
-from deepwell.core.auth import Caller
 from deepwell.settings import Settings
 from deepwell.store.db import open_database
+from deepwell.vocabulary import Caller
 
 ALL_INTERFACES = "0.0.0.0"  # noqa: S104 - only passed to a stub server
 

@@ -18,9 +18,9 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from deepwell.core.auth import Caller
 from deepwell.store.db import Database
 from deepwell.store.tables import NAME_LENGTH, Account, ApiKey
+from deepwell.vocabulary import Caller
 
 KEY_PREFIX = "sk-"
 KEY_ID_PREFIX = "key_"

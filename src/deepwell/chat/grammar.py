@@ -14,8 +14,8 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from deepwell.chat.toolcalls import ToolCallFormat
-from deepwell.core.types import Tool
 from deepwell.engine.base import Constraint
+from deepwell.vocabulary import Tool
 
 # How JSON is written inside constraints: one space after ':' and ',', no other
 # whitespace. The model's own habit, and it cannot stall in endless blank space.

@@ -14,8 +14,8 @@ from collections.abc import Sequence
 from dataclasses import replace
 from typing import Any
 
-from deepwell.core.types import Message
 from deepwell.settings import Reasoning
+from deepwell.vocabulary import Message
 
 
 def history(messages: Sequence[Message], spec: Reasoning, *, thinking: bool) -> list[Message]:

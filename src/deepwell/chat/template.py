@@ -10,8 +10,8 @@ from typing import Any
 from jinja2 import TemplateError
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
-from deepwell.core.types import Message
 from deepwell.errors import ConfigurationError, InvalidRequest
+from deepwell.vocabulary import Message
 
 
 class _TemplateRaised(Exception):

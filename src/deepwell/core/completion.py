@@ -14,15 +14,14 @@ from dataclasses import dataclass, field
 
 from deepwell.cache.blocks import cache_namespace
 from deepwell.chat.fim import FimFormat
-from deepwell.core.auth import Caller
 from deepwell.core.checks import check_max_tokens, check_stop, fit_context
 from deepwell.core.events import Finished, Started
 from deepwell.core.metering import Meter
-from deepwell.core.types import Sampling
-from deepwell.engine.base import Done, Engine, EngineRequest, Piece, TokenLogprob
+from deepwell.engine.base import Done, Engine, EngineRequest, Piece
 from deepwell.engine.text import Utf8Stream
 from deepwell.errors import InvalidRequest
 from deepwell.models.registry import ModelRegistry, ResolvedModel
+from deepwell.vocabulary import Caller, Sampling, TokenLogprob
 
 FIM_MAX_TOKENS = 4096
 

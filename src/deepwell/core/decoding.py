@@ -24,7 +24,8 @@ from deepwell.core.events import (
     ToolCallDelta,
 )
 from deepwell.core.metering import Meter
-from deepwell.engine.base import Done, Engine, EngineRequest, Piece, TokenLogprob
+from deepwell.engine.base import Done, Engine, EngineRequest, Piece
+from deepwell.vocabulary import TokenLogprob
 
 
 @dataclass(frozen=True, slots=True)

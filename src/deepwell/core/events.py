@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from deepwell.engine.base import TokenLogprob
+from deepwell.vocabulary import TokenLogprob
 
 FinishReason = Literal["stop", "length", "tool_calls", "insufficient_system_resource"]
 

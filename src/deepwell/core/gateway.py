@@ -25,7 +25,6 @@ from typing import Generic, Protocol, TypeVar
 from deepwell import __version__
 from deepwell.billing.ledger import Charge
 from deepwell.billing.prices import PriceBook, PriceQuote
-from deepwell.core.auth import Caller
 from deepwell.core.completion import CompletionEvent, CompletionRequest, CompletionService
 from deepwell.core.events import Event, Finished, Started
 from deepwell.core.metering import Meter
@@ -33,6 +32,7 @@ from deepwell.core.service import GenerationService
 from deepwell.core.types import GenerationRequest
 from deepwell.errors import InsufficientBalance
 from deepwell.models.registry import ResolvedModel
+from deepwell.vocabulary import Caller
 
 log = logging.getLogger(__name__)
 

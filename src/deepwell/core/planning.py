@@ -14,11 +14,12 @@ from deepwell.chat.toolcalls import ToolCallFormat, tool_format
 from deepwell.core import thinking as rules
 from deepwell.core.decoding import Plan, ThinkStep
 from deepwell.core.tools import check_tools, strict_mode
-from deepwell.core.types import GenerationRequest, Message, Sampling, Tool, ToolChoice
+from deepwell.core.types import GenerationRequest
 from deepwell.engine.base import Constraint, ConstraintError, Engine, EngineRequest
 from deepwell.errors import InvalidRequest
 from deepwell.models.registry import ResolvedModel
 from deepwell.settings import BackingModel, Reasoning, Thinking
+from deepwell.vocabulary import Message, Sampling, Tool, ToolChoice
 
 
 @dataclass(frozen=True, slots=True)

@@ -14,16 +14,16 @@ from dataclasses import dataclass
 
 from deepwell.cache.blocks import cache_namespace
 from deepwell.chat.template import ChatTemplate
-from deepwell.core.auth import Caller
 from deepwell.core.checks import check_max_tokens, check_stop, fit_context
 from deepwell.core.decoding import Plan, decode
 from deepwell.core.events import Event
 from deepwell.core.metering import Meter
 from deepwell.core.planning import draft
-from deepwell.core.types import GenerationRequest, Message
+from deepwell.core.types import GenerationRequest
 from deepwell.engine.base import Engine
 from deepwell.errors import InvalidRequest
 from deepwell.models.registry import ModelRegistry, ResolvedModel
+from deepwell.vocabulary import Caller, Message
 
 
 @dataclass(frozen=True, slots=True)

@@ -13,10 +13,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from deepwell.core.types import GenerationRequest, Message
+from deepwell.core.types import GenerationRequest
 from deepwell.errors import InvalidRequest
 from deepwell.models.registry import ResolvedModel
 from deepwell.settings import Reasoning, Thinking
+from deepwell.vocabulary import Message
 
 PASSBACK_MESSAGE = "The `reasoning_content` in the thinking mode must be passed back to the API."
 TOOL_CHOICE_MESSAGE = "Thinking mode does not support this tool_choice"

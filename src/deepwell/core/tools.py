@@ -9,8 +9,8 @@ import re
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
-from deepwell.core.types import Tool, ToolChoice
 from deepwell.errors import InvalidRequest
+from deepwell.vocabulary import Tool, ToolChoice
 
 MAX_TOOLS = 128
 _NAME = re.compile(r"^[a-zA-Z0-9_-]{1,64}$")

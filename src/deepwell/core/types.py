@@ -1,58 +1,13 @@
-"""The request as the core sees it: frozen dataclasses, free of any wire format."""
+"""The request as the core sees it: a frozen dataclass, free of any wire format, in the
+shared vocabulary (``deepwell.vocabulary``)."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any
 
-Role = Literal["system", "user", "assistant", "tool"]
-
-
-@dataclass(frozen=True, slots=True)
-class ToolCall:
-    id: str
-    name: str
-    arguments: str
-
-
-@dataclass(frozen=True, slots=True)
-class Message:
-    role: Role
-    content: str | None = None
-    reasoning_content: str | None = None
-    tool_calls: tuple[ToolCall, ...] = ()
-    tool_call_id: str | None = None
-    name: str | None = None
-    prefix: bool = False
-
-
-@dataclass(frozen=True, slots=True)
-class Sampling:
-    """Sampling parameters; ``None`` means the model's default."""
-
-    temperature: float = 1.0
-    top_p: float = 1.0
-    seed: int | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class Tool:
-    """A function the model may call; ``parameters`` is its JSON Schema (None: no
-    parameters). ``strict`` asks for arguments constrained to the schema (``/beta``)."""
-
-    name: str
-    description: str | None = None
-    parameters: Mapping[str, Any] | None = None
-    strict: bool = False
-
-
-@dataclass(frozen=True, slots=True)
-class ToolChoice:
-    """``none``, ``auto``, ``required``, or ``function`` with the ``name`` to call."""
-
-    mode: Literal["none", "auto", "required", "function"]
-    name: str | None = None
+from deepwell.vocabulary import Message, Sampling, Tool, ToolChoice
 
 
 @dataclass(frozen=True, slots=True)

@@ -21,9 +21,9 @@ from deepwell.core.events import (
     ToolCallDelta,
     Usage,
 )
-from deepwell.core.types import GenerationRequest, Message, Sampling, Tool, ToolCall, ToolChoice
-from deepwell.engine.base import TokenLogprob
+from deepwell.core.types import GenerationRequest
 from deepwell.errors import EngineFailure, InvalidRequest
+from deepwell.vocabulary import Message, Sampling, TokenLogprob, Tool, ToolCall, ToolChoice
 
 Json = dict[str, Any]
 

@@ -12,7 +12,7 @@ from collections.abc import AsyncGenerator
 from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
-from deepwell.core.types import Sampling
+from deepwell.vocabulary import Sampling, TokenLogprob
 
 EngineFinish = Literal["stop", "length", "insufficient_system_resource"]
 
@@ -55,23 +55,6 @@ class EngineRequest:
     namespace: str = ""
     constraint: Constraint | None = None
     logprobs: int | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class TopLogprob:
-    token: str
-    logprob: float
-    bytes: tuple[int, ...]
-
-
-@dataclass(frozen=True, slots=True)
-class TokenLogprob:
-    """A generated token, its log-probability under the model, and the likeliest tokens."""
-
-    token: str
-    logprob: float
-    bytes: tuple[int, ...]
-    top: tuple[TopLogprob, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

@@ -7,11 +7,10 @@ import json
 import logging
 from pathlib import Path
 
-import llama_cpp
-
 from deepwell.cache.prefixes import PrefixCache
 from deepwell.engine.base import Engine
 from deepwell.engine.llamacpp.engine import LlamaCppEngine
+from deepwell.engine.llamacpp.model import LLAMA_CPP_VERSION
 from deepwell.errors import ConfigurationError
 from deepwell.models.sources import ensure_model_file
 from deepwell.settings import BackingModel, Settings
@@ -49,7 +48,7 @@ def cache_fingerprint(path: Path, backing: BackingModel, settings: Settings) -> 
         model = f"{path.resolve()}:{stat.st_size}:{stat.st_mtime_ns}"
     parts = {
         "model": model,
-        "llama_cpp": llama_cpp.__version__,
+        "llama_cpp": LLAMA_CPP_VERSION,
         "n_ctx": settings.engine.n_ctx,
         "block_tokens": settings.cache.block_tokens,
         "kv_type": "f16",

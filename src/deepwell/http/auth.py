@@ -6,9 +6,9 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
-from deepwell.core.auth import Caller
 from deepwell.errors import AuthenticationFailed
 from deepwell.http.state import services
+from deepwell.vocabulary import Caller
 
 
 def bearer_token(request: Request) -> str | None:

@@ -8,10 +8,10 @@ from typing import Protocol
 from fastapi import Request
 
 from deepwell.billing.balances import BalanceInfo
-from deepwell.core.auth import Caller
 from deepwell.core.gateway import Gateway
 from deepwell.engine.base import Engine
 from deepwell.models.registry import ModelRegistry
+from deepwell.vocabulary import Caller
 
 
 class KeyLookup(Protocol):

@@ -10,8 +10,8 @@ import pytest
 from sqlalchemy import text
 
 from deepwell.accounts.keys import KeyStore, generate_key, hash_key
-from deepwell.core.auth import Caller
 from deepwell.store.db import Database, open_database
+from deepwell.vocabulary import Caller
 
 
 @pytest.fixture

@@ -12,9 +12,9 @@ import pytest
 
 from deepwell.chat import grammar
 from deepwell.chat.toolcalls import DEEPSEEK, HERMES, ToolCallFormat
-from deepwell.core.types import Tool
 from deepwell.engine.base import Constraint, ConstraintError
 from deepwell.engine.constraints import LIMITS, Constraints, byte_tokenizer, llguidance_grammar
+from deepwell.vocabulary import Tool
 
 TOKENIZER = byte_tokenizer()
 WEATHER = Tool(

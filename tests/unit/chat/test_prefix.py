@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from deepwell.chat.template import ChatTemplate
-from deepwell.core.types import Message
+from deepwell.vocabulary import Message
 
 TEMPLATE = (
     "{% for m in messages %}<|im_start|>{{ m.role }}\n{{ m.content }}<|im_end|>\n{% endfor %}"

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from deepwell.chat.markers import MarkerFilter
 from deepwell.chat.reasoning import history, template_variables, think_opening
-from deepwell.core.types import Message, ToolCall
 from deepwell.settings import Reasoning
+from deepwell.vocabulary import Message, ToolCall
 
 PROMPTED = Reasoning(instruction="Think first.")
 NATIVE = Reasoning(style="native", switch="thinking")

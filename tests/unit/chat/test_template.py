@@ -8,8 +8,8 @@ from datetime import datetime
 import pytest
 
 from deepwell.chat.template import ChatTemplate
-from deepwell.core.types import Message, ToolCall
 from deepwell.errors import ConfigurationError, InvalidRequest
+from deepwell.vocabulary import Message, ToolCall
 
 # A condensed Qwen2.5 chat template: system default, tools, tool calls and tool responses.
 QWEN = """\

@@ -9,7 +9,6 @@ from decimal import Decimal
 import pytest
 
 from deepwell.chat.fim import FimFormat
-from deepwell.core.auth import Caller
 from deepwell.core.completion import (
     FIM_MAX_TOKENS,
     CompletionEvent,
@@ -21,20 +20,12 @@ from deepwell.core.completion import (
 )
 from deepwell.core.events import Finished, Usage
 from deepwell.core.metering import Meter
-from deepwell.core.types import Sampling
-from deepwell.engine.base import (
-    Admitted,
-    Done,
-    EngineEvent,
-    EngineRequest,
-    Piece,
-    TokenLogprob,
-    TopLogprob,
-)
+from deepwell.engine.base import Admitted, Done, EngineEvent, EngineRequest, Piece
 from deepwell.engine.fake import FakeEngine
 from deepwell.errors import InvalidRequest, ModelNotFound
 from deepwell.models.registry import ModelRegistry
 from deepwell.settings import LegacyAlias, Prices, PublicModel, Settings
+from deepwell.vocabulary import Caller, Sampling, TokenLogprob, TopLogprob
 
 pytestmark = pytest.mark.usefixtures("clean_env")
 

@@ -17,9 +17,9 @@ from deepwell.core.events import (
     Usage,
 )
 from deepwell.core.metering import Meter
-from deepwell.core.types import Sampling
-from deepwell.engine.base import Done, EngineEvent, EngineRequest, Piece, TokenLogprob
+from deepwell.engine.base import Done, EngineEvent, EngineRequest, Piece
 from deepwell.engine.fake import FakeEngine
+from deepwell.vocabulary import Sampling, TokenLogprob
 
 PROMPT = (1, 2, 3)
 THINK = ThinkStep(

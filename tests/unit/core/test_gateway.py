@@ -15,17 +15,17 @@ from deepwell.billing.ledger import Charge
 from deepwell.billing.prices import PriceBook
 from deepwell.chat.fim import FimFormat
 from deepwell.chat.template import ChatTemplate
-from deepwell.core.auth import Caller
 from deepwell.core.completion import CompletionRequest, CompletionService
 from deepwell.core.events import Finished, Started, TextDelta
 from deepwell.core.gateway import Gateway
 from deepwell.core.service import GenerationService
-from deepwell.core.types import GenerationRequest, Message
+from deepwell.core.types import GenerationRequest
 from deepwell.engine.base import EngineEvent, EngineRequest
 from deepwell.engine.fake import FakeEngine
 from deepwell.errors import EngineFailure, InsufficientBalance
 from deepwell.models.registry import ModelRegistry
 from deepwell.settings import Prices, PriceWindow, Settings
+from deepwell.vocabulary import Caller, Message
 
 pytestmark = pytest.mark.usefixtures("clean_env")
 

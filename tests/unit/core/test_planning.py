@@ -10,14 +10,14 @@ import pytest
 from deepwell.chat.grammar import JSON_OBJECT
 from deepwell.chat.template import ChatTemplate
 from deepwell.chat.toolcalls import HERMES
-from deepwell.core.auth import Caller
 from deepwell.core.service import GenerationService, Prepared
 from deepwell.core.thinking import TOOL_CHOICE_MESSAGE
-from deepwell.core.types import GenerationRequest, Message, Sampling, Tool, ToolChoice
+from deepwell.core.types import GenerationRequest
 from deepwell.engine.fake import FakeEngine
 from deepwell.errors import InvalidRequest
 from deepwell.models.registry import ModelRegistry
 from deepwell.settings import Settings
+from deepwell.vocabulary import Caller, Message, Sampling, Tool, ToolChoice
 
 pytestmark = pytest.mark.usefixtures("clean_env")
 

@@ -10,17 +10,17 @@ from decimal import Decimal
 import pytest
 
 from deepwell.chat.template import ChatTemplate
-from deepwell.core.auth import Caller
 from deepwell.core.checks import MAX_STOP_SEQUENCES
 from deepwell.core.events import Event, Finished, TextDelta, Usage
 from deepwell.core.metering import Meter
 from deepwell.core.service import GenerationService, Prepared
-from deepwell.core.types import GenerationRequest, Message, Sampling
+from deepwell.core.types import GenerationRequest
 from deepwell.engine.base import Admitted, Done, EngineEvent, EngineRequest, Piece
 from deepwell.engine.fake import FakeEngine
 from deepwell.errors import InvalidRequest, ModelNotFound
 from deepwell.models.registry import ModelRegistry
 from deepwell.settings import DEFAULT_MODEL, Prices, PublicModel, Settings
+from deepwell.vocabulary import Caller, Message, Sampling
 
 pytestmark = pytest.mark.usefixtures("clean_env")
 

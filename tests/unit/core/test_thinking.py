@@ -14,10 +14,11 @@ from deepwell.core.thinking import (
     check_rules,
     thinking_on,
 )
-from deepwell.core.types import GenerationRequest, Message, Tool, ToolCall, ToolChoice
+from deepwell.core.types import GenerationRequest
 from deepwell.errors import InvalidRequest
 from deepwell.models.registry import ResolvedModel
 from deepwell.settings import Prices, PublicModel, Reasoning, Thinking
+from deepwell.vocabulary import Message, Tool, ToolCall, ToolChoice
 
 SPEC = PublicModel(
     prices=Prices(cache_hit_input=Decimal(0), cache_miss_input=Decimal(0), output=Decimal(0))

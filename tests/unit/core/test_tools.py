@@ -7,8 +7,8 @@ from typing import Any
 import pytest
 
 from deepwell.core.tools import MAX_TOOLS, check_tools, no_parameters, strict_mode
-from deepwell.core.types import Tool, ToolChoice
 from deepwell.errors import InvalidRequest
+from deepwell.vocabulary import Tool, ToolChoice
 
 
 def strict(parameters: dict[str, Any], name: str = "f") -> Tool:

@@ -10,7 +10,6 @@ from pydantic import ValidationError
 
 from deepwell.core.completion import CompletionEvent, CompletionLogprob, CompletionText
 from deepwell.core.events import Finished, Started, Usage
-from deepwell.core.types import Sampling
 from deepwell.dialects.completions import (
     ChunkEncoder,
     CompletionRequest,
@@ -19,6 +18,7 @@ from deepwell.dialects.completions import (
     to_request,
 )
 from deepwell.errors import EngineFailure
+from deepwell.vocabulary import Sampling
 
 STARTED = Started(
     id="cmpl-1", model="deepseek-v4-flash", created=1_750_000_000, thinking=False, fingerprint="fp"

@@ -9,9 +9,9 @@ import pytest
 from pydantic import ValidationError
 
 from deepwell.core.events import Event, Finished, ReasoningDelta, Started, TextDelta, Usage
-from deepwell.core.types import Message, Sampling, ToolCall
 from deepwell.dialects.openai import ChatCompletionRequest, ChunkEncoder, collect, to_request, usage
 from deepwell.errors import EngineFailure, InvalidRequest
+from deepwell.vocabulary import Message, Sampling, ToolCall
 
 USER = {"role": "user", "content": "hi"}
 

@@ -18,10 +18,9 @@ from deepwell.core.events import (
     ToolCallDelta,
     Usage,
 )
-from deepwell.core.types import Tool, ToolChoice
 from deepwell.dialects.openai import ChatCompletionRequest, ChunkEncoder, collect, to_request
-from deepwell.engine.base import TokenLogprob, TopLogprob
 from deepwell.errors import InvalidRequest
+from deepwell.vocabulary import TokenLogprob, Tool, ToolChoice, TopLogprob
 
 FUNCTION = {
     "name": "get_weather",

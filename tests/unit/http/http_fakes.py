@@ -6,7 +6,7 @@ from decimal import Decimal
 
 from deepwell.billing.balances import BalanceInfo
 from deepwell.billing.ledger import Charge
-from deepwell.core.auth import Caller
+from deepwell.vocabulary import Caller
 
 KEY = "sk-0123456789abcdef0123456789abcdef"
 CALLER = Caller(account_id=1, account="alice", key_id="key_0123456789abcdef")

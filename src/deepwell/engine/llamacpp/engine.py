@@ -18,7 +18,6 @@ from deepwell.engine.base import (
     EngineRequest,
     ModelInfo,
     Piece,
-    TokenLogprob,
 )
 from deepwell.engine.constraints import Constraints, Matcher
 from deepwell.engine.llamacpp.constraints import is_special, vocabulary_tokenizer
@@ -28,6 +27,7 @@ from deepwell.engine.llamacpp.scheduler import Begin, End, EngineSequence, Outpu
 from deepwell.engine.text import StopMatcher, Utf8Stream
 from deepwell.errors import EngineFailure, InvalidRequest
 from deepwell.settings import EngineSettings
+from deepwell.vocabulary import TokenLogprob
 
 
 class LlamaCppEngine:

@@ -7,8 +7,8 @@ from typing import Any
 import llama_cpp
 import numpy as np
 
-from deepwell.engine.base import TokenLogprob, TopLogprob
 from deepwell.engine.llamacpp.model import LlamaModel
+from deepwell.vocabulary import TokenLogprob, TopLogprob
 
 
 def token_logprob(

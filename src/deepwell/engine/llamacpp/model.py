@@ -13,6 +13,9 @@ import llama_cpp
 
 from deepwell.errors import ConfigurationError
 
+# The llama-cpp-python release in use; saved KV states depend on it.
+LLAMA_CPP_VERSION: str = llama_cpp.__version__
+
 _GGML_LOG_LEVEL_ERROR = 4
 
 

@@ -7,7 +7,7 @@ from typing import Any
 
 import llama_cpp
 
-from deepwell.core.types import Sampling
+from deepwell.vocabulary import Sampling
 
 
 def build_chain(sampling: Sampling) -> Any:

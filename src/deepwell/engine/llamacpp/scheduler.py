@@ -34,7 +34,7 @@ import numpy as np
 
 from deepwell.cache.prefixes import PrefixCache, Restore
 from deepwell.cache.tiers import Entry
-from deepwell.engine.base import EngineFinish, TokenLogprob
+from deepwell.engine.base import EngineFinish
 from deepwell.engine.constraints import Matcher
 from deepwell.engine.llamacpp.batch import BatchPlan, plan_batch
 from deepwell.engine.llamacpp.logprobs import token_logprob
@@ -43,6 +43,7 @@ from deepwell.engine.llamacpp.sampler import free_chain
 from deepwell.engine.llamacpp.slots import Slot, SlotTable, common_prefix
 from deepwell.errors import ConfigurationError
 from deepwell.settings import EngineSettings
+from deepwell.vocabulary import TokenLogprob
 
 log = logging.getLogger(__name__)
 

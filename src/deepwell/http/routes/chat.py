@@ -5,13 +5,13 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Request, Response
 
-from deepwell.core.auth import Caller
 from deepwell.dialects import openai
 from deepwell.http import sse
 from deepwell.http.auth import AuthenticatedCaller
 from deepwell.http.body import parse
 from deepwell.http.disconnect import json_unless_disconnected
 from deepwell.http.state import services
+from deepwell.vocabulary import Caller
 
 router = APIRouter()
 beta_router = APIRouter()
