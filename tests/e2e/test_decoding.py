@@ -6,12 +6,18 @@ import json
 import math
 import re
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, Literal, cast
 
 import httpx
 import jsonschema
 import openai
 import pytest
+from openai.types.chat import (
+    ChatCompletionAssistantMessageParam,
+    ChatCompletionMessageFunctionToolCallParam,
+    ChatCompletionMessageParam,
+    ChatCompletionToolMessageParam,
+)
 
 from tests.e2e.conftest import Server
 
@@ -49,7 +55,9 @@ TIME: Any = {
         },
     },
 }
-ASK_WEATHER: Any = [{"role": "user", "content": "What is the weather like in Paris today?"}]
+ASK_WEATHER: list[ChatCompletionMessageParam] = [
+    {"role": "user", "content": "What is the weather like in Paris today?"}
+]
 
 
 @pytest.fixture
@@ -129,11 +137,12 @@ def test_a_tiny_budget_is_respected(client: openai.OpenAI) -> None:
 
 def test_an_unknown_effort_is_a_400(client: openai.OpenAI) -> None:
     with pytest.raises(openai.BadRequestError) as caught:
-        client.chat.completions.create(
+        # "extreme" is no effort the SDK knows: mypy names the call, not the argument.
+        client.chat.completions.create(  # type: ignore[call-overload]
             model=MODEL,
             messages=ASK_WEATHER,
             max_tokens=4,
-            reasoning_effort="extreme",  # type: ignore[arg-type]
+            reasoning_effort="extreme",
         )
     assert "reasoning_effort" in caught.value.message
 
@@ -268,14 +277,14 @@ def test_a_tool_round_trip_ends_in_an_answer(client: openai.OpenAI) -> None:
         max_tokens=120,
         extra_body=OFF,
     )
-    call = first.choices[0].message.tool_calls[0]  # type: ignore[index]
-    messages = [
+    calls = first.choices[0].message.tool_calls
+    assert calls
+    call = calls[0]
+    # The call as it came back, less deepwell's ``index``: the shape of a call param.
+    sent = cast(ChatCompletionMessageFunctionToolCallParam, call.model_dump(exclude={"index"}))
+    messages: list[ChatCompletionMessageParam] = [
         *ASK_WEATHER,
-        {
-            "role": "assistant",
-            "content": "",
-            "tool_calls": [call.model_dump(exclude={"index"})],
-        },
+        {"role": "assistant", "content": "", "tool_calls": [sent]},
         {
             "role": "tool",
             "tool_call_id": call.id,
@@ -298,7 +307,7 @@ def test_a_tool_round_trip_ends_in_an_answer(client: openai.OpenAI) -> None:
 
 
 def test_thinking_mode_needs_the_reasoning_of_tool_call_turns_back(client: openai.OpenAI) -> None:
-    turn = {
+    turn: ChatCompletionAssistantMessageParam = {
         "role": "assistant",
         "content": "",
         "tool_calls": [
@@ -309,7 +318,11 @@ def test_thinking_mode_needs_the_reasoning_of_tool_call_turns_back(client: opena
             }
         ],
     }
-    result = {"role": "tool", "tool_call_id": "call_00_abcdefghijklmnopqrstuvwx", "content": "21C"}
+    result: ChatCompletionToolMessageParam = {
+        "role": "tool",
+        "tool_call_id": "call_00_abcdefghijklmnopqrstuvwx",
+        "content": "21C",
+    }
     with pytest.raises(openai.BadRequestError) as caught:
         client.chat.completions.create(
             model=MODEL, messages=[*ASK_WEATHER, turn, result], tools=[WEATHER], max_tokens=8
@@ -317,7 +330,10 @@ def test_thinking_mode_needs_the_reasoning_of_tool_call_turns_back(client: opena
     assert caught.value.message.endswith(
         "The `reasoning_content` in the thinking mode must be passed back to the API."
     )
-    passed_back = {**turn, "reasoning_content": "I need the weather tool."}
+    passed_back: ChatCompletionAssistantMessageParam = {
+        **turn,
+        "reasoning_content": "I need the weather tool.",  # type: ignore[typeddict-unknown-key]
+    }
     response = client.chat.completions.create(
         model=MODEL, messages=[*ASK_WEATHER, passed_back, result], tools=[WEATHER], max_tokens=24
     )
@@ -419,12 +435,14 @@ def test_strict_mode_refuses_an_unsupported_schema(beta: openai.OpenAI) -> None:
 
 
 @pytest.mark.parametrize("choice", ["required", "auto"])
-def test_strict_mode_constrains_the_arguments(beta: openai.OpenAI, choice: str) -> None:
+def test_strict_mode_constrains_the_arguments(
+    beta: openai.OpenAI, choice: Literal["required", "auto"]
+) -> None:
     response = beta.chat.completions.create(
         model=MODEL,
         messages=[{"role": "user", "content": "Weather in Paris for the next 3 days, in celsius?"}],
         tools=[strict_tool(STRICT_SCHEMA)],
-        tool_choice=choice,  # type: ignore[arg-type]
+        tool_choice=choice,
         max_tokens=120,
         seed=1,
         extra_body=OFF,
