@@ -111,20 +111,21 @@ def test_others_are_served_while_hostile_schemas_arrive(server: Server) -> None:
 
 
 def test_hostile_tool_schemas_are_handled_the_same(server: Server) -> None:
-    tool = {
-        "type": "function",
-        "function": {
-            "name": "f",
-            "strict": True,
-            "parameters": {
-                "type": "object",
-                "properties": {"a": {"type": "string", "pattern": "(a?){300}"}},
-                "required": ["a"],
-                "additionalProperties": False,
-            },
-        },
-    }
-    refused = {**tool, "function": {**tool["function"], "parameters": {"enum": []}}}
+    def function(parameters: dict[str, Any]) -> dict[str, Any]:
+        return {
+            "type": "function",
+            "function": {"name": "f", "strict": True, "parameters": parameters},
+        }
+
+    tool = function(
+        {
+            "type": "object",
+            "properties": {"a": {"type": "string", "pattern": "(a?){300}"}},
+            "required": ["a"],
+            "additionalProperties": False,
+        }
+    )
+    refused = function({"enum": []})
     for candidate, statuses in ((tool, {200}), (refused, {400})):
         body = {
             "model": "deepseek-v4-flash",

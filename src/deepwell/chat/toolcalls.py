@@ -29,11 +29,26 @@ def call_id(index: int) -> str:
 
 @dataclass(frozen=True, slots=True)
 class ParsedCall:
+    """A whole call; after a ``CallStart``, the end of that call (with all its arguments)."""
+
     name: str
     arguments: str  # a JSON object, serialised
 
 
-Segment = str | ParsedCall
+@dataclass(frozen=True, slots=True)
+class CallStart:
+    """A call to ``name`` has begun; ``CallArguments`` pieces follow as they are written,
+    and a ``ParsedCall`` ends it."""
+
+    name: str
+
+
+@dataclass(frozen=True, slots=True)
+class CallArguments:
+    text: str
+
+
+Segment = str | ParsedCall | CallStart | CallArguments
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,10 +79,14 @@ class ToolCallFormat:
         found = (self.open, self.close, self.group_open, self.group_close)
         return tuple(marker for marker in found if marker)
 
-    def parser(self, names: frozenset[str] = frozenset()) -> ToolCallParser:
+    def parser(
+        self, names: frozenset[str] = frozenset(), *, stream: bool = False
+    ) -> ToolCallParser:
         """A parser for one reply; with ``bare``, a reply (or what follows a call) that
-        is only a JSON call to one of ``names``, fenced or not, counts as a call too."""
-        return ToolCallParser(self, names if self.bare else frozenset())
+        is only a JSON call to one of ``names``, fenced or not, counts as a call too.
+        With ``stream``, calls to ``names`` written exactly as ``call_head`` writes them
+        (as a grammar forces them) stream their arguments as they come."""
+        return ToolCallParser(self, names, bare=self.bare, stream=stream)
 
 
 class ToolCallParser:
@@ -80,10 +99,20 @@ class ToolCallParser:
     are held back until their JSON object closes.
     """
 
-    def __init__(self, fmt: ToolCallFormat, names: frozenset[str] = frozenset()) -> None:
+    def __init__(
+        self,
+        fmt: ToolCallFormat,
+        names: frozenset[str] = frozenset(),
+        *,
+        bare: bool = False,
+        stream: bool = False,
+    ) -> None:
         self._fmt = fmt
         self._markers = (fmt.open, *fmt.ignore)
-        self._names = names
+        self._names = names if bare else frozenset()
+        self._heads = {fmt.call_head(name): name for name in names} if stream else {}
+        self._streamed: _Arguments | None = None
+        self._whole = False  # this call is not written as its head says: decided at its end
         self._buffer = ""
         self._inside = False
         self._open = True  # nothing but blanks and calls so far: a bare call may come
@@ -99,9 +128,12 @@ class ToolCallParser:
 
     def flush(self) -> list[Segment]:
         out: list[Segment] = []
+        if self._streamed is not None:
+            # Cut while its arguments streamed: what was written stands, unfinished.
+            self._inside, self._streamed = False, None
         rest, self._buffer = self._buffer, ""
         if self._inside:
-            self._inside = False
+            self._inside = self._whole = False
             self._add_call(rest, out)
         elif not self._bare_call(rest, out, final=True):
             self._add_text(rest, out)
@@ -112,13 +144,15 @@ class ToolCallParser:
 
     def _step(self, out: list[Segment]) -> bool:
         """Consume what can be decided; True while progress is possible."""
+        if self._inside and self._heads and not self._whole:
+            return self._stream_step(out)
         if self._inside:
             end = self._buffer.find(self._fmt.close)
             if end < 0:
                 return False
             body = self._buffer[:end]
             self._buffer = self._buffer[end + len(self._fmt.close) :]
-            self._inside = False
+            self._inside = self._whole = False
             self._add_call(body, out)
             return True
         if self._names and self._open:
@@ -140,6 +174,48 @@ class ToolCallParser:
             self._inside = True
             self._blank = ""
         return True
+
+    def _stream_step(self, out: list[Segment]) -> bool:
+        """Inside a call whose arguments stream: its head, its arguments as they come,
+        then its end at the closing marker."""
+        call = self._streamed
+        if call is None:
+            head = self._head()
+            if head is None:
+                return False
+            if head is False:
+                self._whole = True
+                return True
+            name, length = head
+            self._buffer = self._buffer[length:]
+            self._streamed = _Arguments(name)
+            out.append(CallStart(name))
+            return True
+        if not call.done:
+            taken = call.scan(self._buffer)
+            if taken:
+                out.append(CallArguments(self._buffer[:taken]))
+                self._buffer = self._buffer[taken:]
+            return call.done
+        end = self._buffer.find(self._fmt.close)
+        if end < 0:
+            return False
+        self._buffer = self._buffer[end + len(self._fmt.close) :]
+        self._inside, self._streamed = False, None
+        self._blank, self._open = "", True
+        self.calls += 1
+        out.append(ParsedCall(call.name, call.text))
+        return True
+
+    def _head(self) -> tuple[str, int] | Literal[False] | None:
+        """The tool whose head the call opens with and the head's length; None while
+        the buffer may still become one; False when it cannot."""
+        for head, name in self._heads.items():
+            if self._buffer.startswith(head):
+                return name, len(head)
+        if any(head.startswith(self._buffer) for head in self._heads):
+            return None
+        return False
 
     def _bare_call(self, text: str, out: list[Segment], *, final: bool) -> bool | None:
         """A bare call at the start of ``text``: True when taken (the rest stays in the
@@ -183,6 +259,55 @@ class ToolCallParser:
         self._open = True
         self.calls += 1
         out.append(call)
+
+
+class _Arguments:
+    """The arguments of a streamed call: one JSON value, read until it closes (an
+    object, an array or a string; a bare number or word ends before blank space or
+    ``}``)."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.text = ""
+        self.done = False
+        self._depth = 0
+        self._string = False
+        self._escape = False
+
+    def scan(self, text: str) -> int:
+        """Read ``text`` up to the end of the value; how many characters belong to it."""
+        for i, char in enumerate(text):
+            if self._ends_before(char):
+                self.text += text[:i]
+                self.done = True
+                return i
+            self._read(char)
+            if self.done:
+                self.text += text[: i + 1]
+                return i + 1
+        self.text += text
+        return len(text)
+
+    def _ends_before(self, char: str) -> bool:
+        bare = self.text and self._depth == 0 and not self._string
+        return bool(bare) and self.text[0] not in '{["' and char in " \t\r\n},"
+
+    def _read(self, char: str) -> None:
+        if self._string:
+            if self._escape:
+                self._escape = False
+            elif char == "\\":
+                self._escape = True
+            elif char == '"':
+                self._string = False
+                self.done = self._depth == 0
+        elif char == '"':
+            self._string = True
+        elif char in "{[":
+            self._depth += 1
+        elif char in "}]":
+            self._depth -= 1
+            self.done = self._depth <= 0
 
 
 _FENCE = "```"

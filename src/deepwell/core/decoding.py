@@ -14,7 +14,8 @@ from contextlib import aclosing
 from dataclasses import dataclass, replace
 
 from deepwell.chat.markers import MarkerFilter
-from deepwell.chat.toolcalls import ParsedCall, ToolCallFormat, ToolCallParser, call_id
+from deepwell.chat.toolcalls import Segment, ToolCallFormat, ToolCallParser
+from deepwell.core.calls import ReplyCalls
 from deepwell.core.events import (
     Event,
     Finished,
@@ -50,13 +51,15 @@ class ThinkStep:
 class Plan:
     """One reply. ``request`` holds the prompt (ending where the reply begins: inside
     the think block when ``think`` is set), ``max_tokens`` for reasoning and answer
-    together, and the answer's stop strings and grammar. With ``tools`` the answer is
-    parsed for calls in that format."""
+    together, and the answer's stop strings and constraint. With ``tools`` the answer
+    is parsed for calls in that format."""
 
     request: EngineRequest
     think: ThinkStep | None = None
     tools: ToolCallFormat | None = None
     tool_names: frozenset[str] = frozenset()
+    # Calls are constrained to their format: their arguments stream as they come.
+    stream_calls: bool = False
 
 
 async def decode(engine: Engine, plan: Plan, meter: Meter) -> AsyncGenerator[Event, None]:
@@ -83,7 +86,11 @@ async def decode(engine: Engine, plan: Plan, meter: Meter) -> AsyncGenerator[Eve
             yield Finished(done.reason, meter.usage())
             return
         answer = _answer_request(engine, plan.request, plan.think, "".join(reasoning), done)
-    parser = plan.tools.parser(plan.tool_names) if plan.tools is not None else None
+    parser = (
+        plan.tools.parser(plan.tool_names, stream=plan.stream_calls)
+        if plan.tools is not None
+        else None
+    )
     reader = _AnswerReader(parser, plan.think.drop if plan.think is not None else ())
     prompt = len(plan.request.prompt)
     async with aclosing(_answer(engine, answer, reader, meter, prompt)) as events:
@@ -161,11 +168,17 @@ class _AnswerReader:
         self._parser = parser
         self._filter = MarkerFilter(drop) if drop else None
         self._pending: list[TokenLogprob] = []
-        self._seen: set[tuple[str, str]] = set()
-        self.calls = 0
-        # A call made again, word for word: a model going round in circles. The reply
-        # ends there, with the calls before it.
-        self.repeated = False
+        self._calls = ReplyCalls()
+
+    @property
+    def calls(self) -> int:
+        """Calls written to their end so far."""
+        return self._calls.count
+
+    @property
+    def repeated(self) -> bool:
+        """A call was made again, word for word: the reply should end here."""
+        return self._calls.repeated
 
     def feed(self, piece: Piece) -> list[TextDelta | ToolCallDelta]:
         text = self._filter.feed(piece.text) if self._filter is not None else piece.text
@@ -188,21 +201,15 @@ class _AnswerReader:
         self._pending.clear()
         return [delta]
 
-    def _events(self, segments: list[str | ParsedCall]) -> list[TextDelta | ToolCallDelta]:
+    def _events(self, segments: list[Segment]) -> list[TextDelta | ToolCallDelta]:
         out: list[TextDelta | ToolCallDelta] = []
         for segment in segments:
             if self.repeated:
                 break
             if isinstance(segment, str):
                 out.append(TextDelta(segment, tuple(self._pending)))
-            elif (segment.name, segment.arguments) in self._seen:
-                self.repeated = True
             else:
-                self._seen.add((segment.name, segment.arguments))
-                out.append(
-                    ToolCallDelta(self.calls, call_id(self.calls), segment.name, segment.arguments)
-                )
-                self.calls += 1
+                out.extend(self._calls.add(segment))
             self._pending.clear()
         return out
 

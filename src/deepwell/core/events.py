@@ -58,12 +58,13 @@ class ReasoningDelta:
 
 @dataclass(frozen=True, slots=True)
 class ToolCallDelta:
-    """One whole tool call: ``index`` counts calls from 0 in the reply; ``arguments``
-    is a JSON string."""
+    """A tool call, or a piece of one: ``index`` counts calls from 0 in the reply. The
+    first piece of a call carries its ``id`` and ``name``; the pieces that follow carry
+    only more of its ``arguments`` (a JSON string, once all are joined)."""
 
     index: int
-    id: str
-    name: str
+    id: str | None
+    name: str | None
     arguments: str
 
 

@@ -51,7 +51,9 @@ class Draft:
             constraint=self.constraint,
             logprobs=logprobs,
         )
-        return Plan(request, think, self.tools, self.tool_names)
+        # Calls held to their format by a grammar stream their arguments as they come.
+        stream_calls = self.constraint is not None and self.constraint.kind == "lark"
+        return Plan(request, think, self.tools, self.tool_names, stream_calls=stream_calls)
 
 
 def draft(

@@ -295,6 +295,8 @@ async def collect(events: AsyncIterable[Event]) -> Json:
             case ReasoningDelta(piece, logprobs):
                 reply.reasoning.append(piece)
                 reply.reasoning_logprobs.extend(logprob_items(logprobs))
+            case ToolCallDelta(index=index, id=None, arguments=more):
+                reply.calls[index]["function"]["arguments"] += more
             case ToolCallDelta():
                 reply.calls.append(tool_call(event))
             case Finished(reason, used) if started is not None:
@@ -313,6 +315,9 @@ async def collect(events: AsyncIterable[Event]) -> Json:
 
 
 def tool_call(call: ToolCallDelta) -> Json:
+    """A call's first piece in full; the pieces after it are only more arguments."""
+    if call.id is None:
+        return {"index": call.index, "function": {"arguments": call.arguments}}
     return {
         "index": call.index,
         "id": call.id,

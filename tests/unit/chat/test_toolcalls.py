@@ -12,6 +12,8 @@ from deepwell.chat.toolcalls import (
     DEEPSEEK,
     FORMATS,
     HERMES,
+    CallArguments,
+    CallStart,
     ParsedCall,
     Segment,
     ToolCallFormat,
@@ -206,3 +208,68 @@ def test_decoded_arguments_are_compact_json_objects() -> None:
     (call,) = run(HERMES, ['<tool_call>{"name": "f", "arguments": {"a": [1, 2]}}</tool_call>'])
     assert isinstance(call, ParsedCall)
     assert json.loads(call.arguments) == {"a": [1, 2]}
+
+
+def streamed_segments(fmt: ToolCallFormat, reply: str, step: int) -> list[object]:
+    """The segments of a streaming parser fed ``step`` characters at a time, with
+    neighbouring texts and argument pieces joined."""
+    parser = fmt.parser(frozenset({"get_weather", "get_time"}), stream=True)
+    raw: list[object] = []
+    for start in range(0, len(reply), step):
+        raw += parser.feed(reply[start : start + step])
+    raw += parser.flush()
+    joined: list[object] = []
+    for segment in raw:
+        last = joined[-1] if joined else None
+        if isinstance(segment, CallArguments) and isinstance(last, CallArguments):
+            joined[-1] = CallArguments(last.text + segment.text)
+        elif isinstance(segment, str) and isinstance(last, str):
+            joined[-1] = last + segment
+        else:
+            joined.append(segment)
+    return joined
+
+
+def written(fmt: ToolCallFormat, name: str, arguments: str) -> str:
+    return f"{fmt.open}{fmt.call_head(name)}{arguments}{fmt.call_after}{fmt.close}"
+
+
+@pytest.mark.parametrize("fmt", [HERMES, DEEPSEEK])
+@pytest.mark.parametrize("step", [1, 2, 5, 1000])
+def test_arguments_stream_as_they_come(fmt: ToolCallFormat, step: int) -> None:
+    arguments = '{"city": "Pa}ris \\" {", "days": [1, {"n": 2}]}'
+    reply = "Let me check." + written(fmt, "get_weather", arguments)
+    if fmt.group_open:
+        reply = "Let me check." + fmt.group_open + reply.removeprefix("Let me check.")
+        reply += fmt.group_close
+    assert streamed_segments(fmt, reply, step) == [
+        "Let me check.",
+        CallStart("get_weather"),
+        CallArguments(arguments),
+        ParsedCall("get_weather", arguments),
+    ]
+
+
+def test_argument_pieces_arrive_before_the_call_ends() -> None:
+    parser = HERMES.parser(frozenset({"get_time"}), stream=True)
+    assert parser.feed('<tool_call>\n{"name": "get_time", "arguments": {"zone": "U') == [
+        CallStart("get_time"),
+        CallArguments('{"zone": "U'),
+    ]
+    assert parser.feed('TC"}}\n</tool_call>') == [
+        CallArguments('TC"}'),
+        ParsedCall("get_time", '{"zone": "UTC"}'),
+    ]
+
+
+def test_a_call_not_written_as_its_head_says_is_decided_whole() -> None:
+    reply = '<tool_call>\n{"arguments": {"zone": "UTC"}, "name": "get_time"}\n</tool_call>'
+    assert streamed_segments(HERMES, reply, 3) == [ParsedCall("get_time", '{"zone": "UTC"}')]
+
+
+def test_a_streamed_call_cut_short_stays_as_written() -> None:
+    reply = '<tool_call>\n{"name": "get_time", "arguments": {"zo'
+    assert streamed_segments(HERMES, reply, 4) == [
+        CallStart("get_time"),
+        CallArguments('{"zo'),
+    ]

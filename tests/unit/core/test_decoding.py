@@ -169,8 +169,8 @@ async def test_tool_calls_become_calls_with_ids_and_indexes() -> None:
     out = await events_of(engine, plan(think=None, tools=HERMES, tool_names=frozenset("fg")))
     calls = [e for e in out if isinstance(e, ToolCallDelta)]
     assert [(c.index, c.name, c.arguments) for c in calls] == [(0, "f", '{"a": 1}'), (1, "g", "{}")]
-    assert all(re.fullmatch(r"call_0[01]_[A-Za-z0-9]{24}", c.id) for c in calls)
-    assert calls[0].id.startswith("call_00_")
+    assert all(re.fullmatch(r"call_0[01]_[A-Za-z0-9]{24}", c.id or "") for c in calls)
+    assert (calls[0].id or "").startswith("call_00_")
     assert "".join(e.text for e in out if isinstance(e, TextDelta)) == "Checking."
     finished = out[-1]
     assert isinstance(finished, Finished)

@@ -219,3 +219,29 @@ def test_chunk_logprobs() -> None:
     assert encoder.encode(TextDelta("Hi", (LP,)))["choices"][0]["logprobs"] == {
         "content": [LP_ITEM]
     }
+
+
+FIRST_PIECE = ToolCallDelta(0, CALL.id, "get_weather", '{"city": ')
+NEXT_PIECE = ToolCallDelta(0, None, None, '"Paris"}')
+
+
+async def test_collect_joins_the_pieces_of_a_call() -> None:
+    events = [STARTED, FIRST_PIECE, NEXT_PIECE, Finished("tool_calls", USAGE)]
+    result = await collect(aiter_of(events))
+    (call,) = result["choices"][0]["message"]["tool_calls"]
+    assert call["id"] == CALL.id
+    assert call["function"] == {"name": "get_weather", "arguments": '{"city": "Paris"}'}
+
+
+def test_chunks_carry_the_id_and_name_on_the_first_piece_only() -> None:
+    encoder = ChunkEncoder(include_usage=False)
+    encoder.encode(STARTED)
+    first = encoder.encode(FIRST_PIECE)["choices"][0]["delta"]["tool_calls"][0]
+    later = encoder.encode(NEXT_PIECE)["choices"][0]["delta"]["tool_calls"][0]
+    assert first == {
+        "index": 0,
+        "id": CALL.id,
+        "type": "function",
+        "function": {"name": "get_weather", "arguments": '{"city": '},
+    }
+    assert later == {"index": 0, "function": {"arguments": '"Paris"}'}}
