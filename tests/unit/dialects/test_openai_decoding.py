@@ -226,7 +226,7 @@ NEXT_PIECE = ToolCallDelta(0, None, None, '"Paris"}')
 
 
 async def test_collect_joins_the_pieces_of_a_call() -> None:
-    events = [STARTED, FIRST_PIECE, NEXT_PIECE, Finished("tool_calls", USAGE)]
+    events: list[Event] = [STARTED, FIRST_PIECE, NEXT_PIECE, Finished("tool_calls", USAGE)]
     result = await collect(aiter_of(events))
     (call,) = result["choices"][0]["message"]["tool_calls"]
     assert call["id"] == CALL.id
