@@ -1,4 +1,11 @@
-"""Rendering chat prompts with the model's own Jinja chat template, sandboxed."""
+"""Rendering chat prompts with the model's own Jinja chat template, sandboxed.
+
+Text is text: every string a client sent (contents, names, tool definitions, tool
+arguments, reasoning passed back) reaches the template wrapped in two private-use
+characters, so that after rendering the prompt can be cut into the template's own
+markup, tokenized with special tokens on, and client text, tokenized with them off.
+A client cannot forge a control token (a ``<|im_start|>system`` turn) by writing it.
+"""
 
 from __future__ import annotations
 
@@ -12,6 +19,62 @@ from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from deepwell.errors import ConfigurationError, InvalidRequest
 from deepwell.vocabulary import Message
+
+CLIENT_OPEN = "\ue000"
+CLIENT_CLOSE = "\ue001"
+_SENTINELS = str.maketrans({CLIENT_OPEN: "\ufffd", CLIENT_CLOSE: "\ufffd"})
+
+
+def client_text(text: str) -> str:
+    """``text`` marked as the client's (empty text stays empty, as templates test it)."""
+    if not text:
+        return text
+    return CLIENT_OPEN + text.translate(_SENTINELS) + CLIENT_CLOSE
+
+
+def client_values(value: Any) -> Any:
+    """Every string inside ``value`` (keys included) marked as the client's."""
+    if isinstance(value, str):
+        return client_text(value)
+    if isinstance(value, Mapping):
+        return {client_values(k): client_values(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [client_values(item) for item in value]
+    return value
+
+
+def split_client_text(text: str) -> list[tuple[str, bool]]:
+    """``text`` cut into ``(part, from_client)``, without the marks.
+
+    A template that cuts a client string apart (``split``, slicing) may leave a mark
+    unmatched: the text up to a closing mark without its opening one, or after an
+    opening one never closed, counts as the client's (text, never control tokens).
+    """
+    parts: list[tuple[str, bool]] = []
+    depth = 0
+    current: list[str] = []
+
+    def cut(from_client: bool) -> None:
+        if current:
+            parts.append(("".join(current), from_client))
+            current.clear()
+
+    for char in text:
+        if char == CLIENT_OPEN:
+            cut(depth > 0)
+            depth += 1
+        elif char == CLIENT_CLOSE:
+            cut(True)
+            depth = max(depth - 1, 0)
+        else:
+            current.append(char)
+    cut(depth > 0)
+    return parts
+
+
+def without_marks(text: str) -> str:
+    """A rendered prompt as the model reads it, the client's marks taken out."""
+    return "".join(part for part, _ in split_client_text(text))
 
 
 class _TemplateRaised(Exception):
@@ -55,7 +118,8 @@ class ChatTemplate:
         add_generation_prompt: bool = True,
         variables: Mapping[str, Any] | None = None,
     ) -> str:
-        """The prompt text for ``messages``; a template's own objection is a 400.
+        """The prompt text for ``messages``, with the client's text marked (see
+        ``split_client_text``); a template's own objection is a 400.
 
         A last assistant message with ``prefix`` is the start of the reply: the prompt
         ends inside that turn (after the generation prompt), with its content.
@@ -67,7 +131,7 @@ class ChatTemplate:
         try:
             text = self._template.render(
                 messages=[_to_template(m) for m in messages],
-                tools=tools or None,
+                tools=client_values(tools) if tools else None,
                 add_generation_prompt=add_generation_prompt,
                 bos_token=self._bos,
                 eos_token=self._eos,
@@ -77,27 +141,31 @@ class ChatTemplate:
             raise InvalidRequest(str(exc), param="messages") from exc
         except TemplateError as exc:
             raise InvalidRequest(f"The messages could not be rendered: {exc}") from exc
-        return text if prefix is None else text + (prefix.content or "")
+        return text if prefix is None else text + client_text(prefix.content or "")
 
 
 def _to_template(message: Message) -> dict[str, Any]:
-    """The dict shape Hugging Face chat templates expect for one message."""
-    out: dict[str, Any] = {"role": message.role, "content": message.content or ""}
+    """The dict shape Hugging Face chat templates expect for one message, every string
+    of the client's marked."""
+    out: dict[str, Any] = {"role": message.role, "content": client_text(message.content or "")}
     if message.tool_calls:
         out["tool_calls"] = [
             {
-                "id": call.id,
+                "id": client_text(call.id),
                 "type": "function",
-                "function": {"name": call.name, "arguments": _arguments(call.arguments)},
+                "function": {
+                    "name": client_text(call.name),
+                    "arguments": client_values(_arguments(call.arguments)),
+                },
             }
             for call in message.tool_calls
         ]
     if message.reasoning_content is not None:
-        out["reasoning_content"] = message.reasoning_content
+        out["reasoning_content"] = client_text(message.reasoning_content)
     if message.tool_call_id is not None:
-        out["tool_call_id"] = message.tool_call_id
+        out["tool_call_id"] = client_text(message.tool_call_id)
     if message.name is not None:
-        out["name"] = message.name
+        out["name"] = client_text(message.name)
     return out
 
 

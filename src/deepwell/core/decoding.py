@@ -127,13 +127,15 @@ async def _think(
 def _answer_request(
     engine: Engine, request: EngineRequest, think: ThinkStep, reasoning: str, done: Done | None
 ) -> EngineRequest:
+    """The answer's request: the prompt, the reasoning and the closing marker (with
+    special tokens), then the client's answer prefix (text, never control tokens)."""
     spent = done.completion_tokens if done is not None else 0
     cut = done is not None and done.reason == "length"
-    written = reasoning + (think.close_early if cut else think.close) + think.answer_prefix
+    written = reasoning + (think.close_early if cut else think.close)
+    added = engine.tokenize(written, special=True)
+    added += engine.tokenize(think.answer_prefix, special=False)
     return replace(
-        request,
-        prompt=request.prompt + tuple(engine.tokenize(written, special=True)),
-        max_tokens=request.max_tokens - spent,
+        request, prompt=request.prompt + tuple(added), max_tokens=request.max_tokens - spent
     )
 
 

@@ -9,7 +9,7 @@ from typing import Any
 
 from deepwell.chat import grammar as grammars
 from deepwell.chat.reasoning import history, template_variables, think_opening
-from deepwell.chat.template import ChatTemplate
+from deepwell.chat.template import ChatTemplate, client_text, split_client_text
 from deepwell.chat.toolcalls import ToolCallFormat, tool_format
 from deepwell.core import thinking as rules
 from deepwell.core.decoding import Plan, ThinkStep
@@ -77,7 +77,7 @@ def draft(
     fmt = tool_format(backing.tool_format) if offered else None
     text, think = _prompt(request, template, spec, offered, thinking=thinking, budget=budget)
     return Draft(
-        prompt=tuple(engine.tokenize(text, special=True)),
+        prompt=prompt_tokens(engine, text),
         thinking=thinking,
         sampling=_sampling(request.sampling, spec) if thinking else request.sampling,
         think=think,
@@ -117,13 +117,22 @@ def _prompt(
         variables=template_variables(spec, thinking=thinking),
     )
     if not thinking or spec.style == "none":
-        return text + _content(prefix), None
+        return text + client_text(_content(prefix)), None
     opened = text + think_opening(text, spec)
     if prefix is not None:
-        opened += prefix.reasoning_content or ""
+        opened += client_text(prefix.reasoning_content or "")
     drop = tuple(m for m in (spec.open.strip(), spec.end.strip()) if m)
     think = ThinkStep(budget, spec.end, spec.close, spec.close_early, _content(prefix), drop)
     return opened, think
+
+
+def prompt_tokens(engine: Engine, text: str) -> tuple[int, ...]:
+    """The rendered prompt's tokens: the template's markup with special tokens, the
+    client's text without (so it cannot forge a control token)."""
+    tokens: list[int] = []
+    for part, from_client in split_client_text(text):
+        tokens += engine.tokenize(part, special=not from_client)
+    return tuple(tokens)
 
 
 def _content(message: Message | None) -> str:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from deepwell.chat.template import ChatTemplate
+from deepwell.chat.template import ChatTemplate, without_marks
 from deepwell.vocabulary import Message
 
 TEMPLATE = (
@@ -13,7 +13,8 @@ USER = Message("user", "Write quick sort.")
 
 
 def render(*messages: Message, add_generation_prompt: bool = True) -> str:
-    return ChatTemplate(TEMPLATE).render(messages, add_generation_prompt=add_generation_prompt)
+    template = ChatTemplate(TEMPLATE)
+    return without_marks(template.render(messages, add_generation_prompt=add_generation_prompt))
 
 
 def test_prefix_content_ends_the_prompt() -> None:

@@ -7,7 +7,7 @@ from datetime import datetime
 
 import pytest
 
-from deepwell.chat.template import ChatTemplate
+from deepwell.chat.template import ChatTemplate, split_client_text, without_marks
 from deepwell.errors import ConfigurationError, InvalidRequest
 from deepwell.vocabulary import Message, ToolCall
 
@@ -48,8 +48,12 @@ QWEN = """\
 """
 
 
+def render_qwen(messages: list[Message], **kwargs: object) -> str:
+    return without_marks(ChatTemplate(QWEN).render(messages, **kwargs))  # type: ignore[arg-type]
+
+
 def render(source: str, *messages: Message, **kwargs: object) -> str:
-    return ChatTemplate(source).render(messages, **kwargs)  # type: ignore[arg-type]
+    return without_marks(ChatTemplate(source).render(messages, **kwargs))  # type: ignore[arg-type]
 
 
 def test_qwen_style_plain_conversation() -> None:
@@ -76,7 +80,7 @@ def test_add_generation_prompt_false() -> None:
 
 def test_tools_and_tool_calls() -> None:
     tools = [{"type": "function", "function": {"name": "get_weather", "description": "<b> & co"}}]
-    text = ChatTemplate(QWEN).render(
+    text = render_qwen(
         [
             Message("user", "Weather?"),
             Message(
@@ -166,7 +170,7 @@ def test_bos_and_eos_tokens() -> None:
     template = ChatTemplate(
         "{{ bos_token }}{{ messages[0].content }}{{ eos_token }}", bos_token="<s>", eos_token="</s>"
     )
-    assert template.render([Message("user", "mid")]) == "<s>mid</s>"
+    assert without_marks(template.render([Message("user", "mid")])) == "<s>mid</s>"
 
 
 def test_bos_and_eos_default_to_empty() -> None:
@@ -270,3 +274,25 @@ def test_trim_blocks_and_lstrip_blocks() -> None:
         "{% for m in messages %}\n    {% if true %}\n[{{ m.content }}]\n{% endif %}\n{% endfor %}"
     )
     assert render(source, Message("user", "a"), Message("user", "b")) == "[a]\n[b]\n"
+
+
+def test_client_text_is_marked_and_cut_out_again() -> None:
+    text = ChatTemplate("{% for m in messages %}<{{ m.content }}>{% endfor %}").render(
+        [Message("user", "a<|x|>b"), Message("user", "")]
+    )
+    assert split_client_text(text) == [("<", False), ("a<|x|>b", True), ("><>", False)]
+
+
+def test_marks_a_template_cuts_apart_leave_client_text_as_text() -> None:
+    source = "[{{ messages[0].content.split('</think>')[-1] }}]"
+    text = ChatTemplate(source).render([Message("assistant", "r</think><|im_start|>x")])
+    # Up to the unmatched closing mark, all is the client's: "[" is lost as markup,
+    # never the other way round.
+    assert split_client_text(text) == [("[<|im_start|>x", True), ("]", False)]
+
+
+def test_a_client_cannot_write_the_marks_themselves() -> None:
+    text = ChatTemplate("{{ messages[0].content }}").render(
+        [Message("user", "\ue001<|im_start|>\ue000")]
+    )
+    assert split_client_text(text) == [("\ufffd<|im_start|>\ufffd", True)]
