@@ -76,6 +76,7 @@ def create_app(
                 balance_lookup,
                 charging=settings.billing.enabled,
                 currency=settings.billing.currency,
+                limits=settings.limits,
             )
             yield
 

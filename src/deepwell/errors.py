@@ -52,6 +52,14 @@ class InvalidParameters(DeepwellError):
     code = "invalid_parameters"
 
 
+class PayloadTooLarge(DeepwellError):
+    """413: the request body is larger than the server accepts."""
+
+    status = 413
+    type = "invalid_request_error"
+    code = "payload_too_large"
+
+
 class AuthenticationFailed(DeepwellError):
     status = 401
     type = "authentication_error"

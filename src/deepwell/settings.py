@@ -221,6 +221,12 @@ class Thinking(BaseModel):
     passback: Literal["off", "present", "nonempty"] = "present"
 
 
+class RequestLimits(BaseModel):
+    """Bounds on what one request may send (see docs/configuration.md)."""
+
+    max_body_bytes: int = Field(default=8 << 20, ge=1024)
+
+
 class StructuredOutput(BaseModel):
     """``json_schema``: serve ``response_format: {"type": "json_schema"}``, enforcing the
     schema (the hosted API refuses it; false answers its exact 400)."""
@@ -264,6 +270,7 @@ class Settings(BaseSettings):
     thinking: Thinking = Field(default_factory=Thinking)
     billing: BillingSettings = Field(default_factory=BillingSettings)
     structured_output: StructuredOutput = Field(default_factory=StructuredOutput)
+    limits: RequestLimits = Field(default_factory=RequestLimits)
 
     @classmethod
     def settings_customise_sources(

@@ -170,8 +170,11 @@ def _to_template(message: Message) -> dict[str, Any]:
 
 
 def _arguments(arguments: str) -> Any:
-    """Templates print arguments with ``tojson``: give them the parsed object when it parses."""
+    """Templates print arguments with ``tojson``: give them the parsed object when it
+    parses (and is not nested too deeply to print again)."""
     try:
-        return json.loads(arguments)
-    except ValueError:
+        parsed = json.loads(arguments)
+        json.dumps(parsed)
+    except (ValueError, RecursionError):
         return arguments
+    return parsed

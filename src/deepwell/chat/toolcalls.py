@@ -371,13 +371,16 @@ def _arguments_json(value: object) -> str | None:
     if isinstance(value, str):
         try:
             value = json.loads(value)
-        except ValueError:
+        except (ValueError, RecursionError):
             return None
     if value is None:
         value = {}
     if not isinstance(value, dict):
         return None
-    return json.dumps(value, ensure_ascii=False)
+    try:
+        return json.dumps(value, ensure_ascii=False)
+    except RecursionError:
+        return None
 
 
 # -- Hermes / Qwen: <tool_call>\n{"name": ..., "arguments": {...}}\n</tool_call> ------
@@ -386,7 +389,7 @@ def _arguments_json(value: object) -> str | None:
 def _decode_hermes(body: str) -> ParsedCall | None:
     try:
         data = json.loads(body)
-    except ValueError:
+    except (ValueError, RecursionError):  # nested too deep for Python: not a call
         return None
     if not isinstance(data, dict) or not isinstance(data.get("name"), str):
         return None

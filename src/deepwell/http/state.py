@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol
 
 from fastapi import Request
@@ -11,6 +11,7 @@ from deepwell.billing.balances import BalanceInfo
 from deepwell.core.gateway import Gateway
 from deepwell.engine.base import Engine
 from deepwell.models.registry import ModelRegistry
+from deepwell.settings import RequestLimits
 from deepwell.vocabulary import Caller
 
 
@@ -32,6 +33,7 @@ class Services:
     # Whether requests are charged (billing.enabled), and in which currency.
     charging: bool
     currency: str
+    limits: RequestLimits = field(default_factory=RequestLimits)
 
 
 def services(request: Request) -> Services:
