@@ -22,11 +22,16 @@ from deepwell.vocabulary import Tool
 JSON_STYLE = {"whitespace_flexible": False, "key_separator": ": ", "item_separator": ", "}
 
 ANY_OBJECT: Mapping[str, Any] = {"type": "object"}
-NO_ARGUMENTS: Mapping[str, Any] = {
-    "type": "object",
-    "properties": {},
-    "additionalProperties": False,
-}
+
+
+def no_parameters(*, closed: bool = False) -> dict[str, Any]:
+    """The ``parameters`` schema of a function declared without one: an object with no
+    properties, new at each call. ``closed`` adds ``additionalProperties: false``, so that
+    only ``{}`` is valid (what strict mode checks and call grammars enforce)."""
+    schema: dict[str, Any] = {"type": "object", "properties": {}}
+    if closed:
+        schema["additionalProperties"] = False
+    return schema
 
 
 def _schema_json(schema: Mapping[str, Any]) -> str:
@@ -59,7 +64,8 @@ JSON_OBJECT = json_schema(ANY_OBJECT)
 
 
 def arguments_schema(tool: Tool) -> Mapping[str, Any]:
-    return tool.parameters if tool.parameters is not None else NO_ARGUMENTS
+    """The schema ``tool``'s arguments follow; a function without one takes only ``{}``."""
+    return tool.parameters if tool.parameters is not None else no_parameters(closed=True)
 
 
 def tool_calls(

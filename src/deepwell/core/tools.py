@@ -9,6 +9,7 @@ import re
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
+from deepwell.chat.grammar import arguments_schema
 from deepwell.errors import InvalidRequest
 from deepwell.vocabulary import Tool, ToolChoice
 
@@ -32,16 +33,6 @@ _BY_TYPE: dict[str, frozenset[str]] = {
     "null": frozenset(),
 }
 STRICT_FORMATS = frozenset({"email", "hostname", "ipv4", "ipv6", "uuid"})
-
-
-def no_parameters(*, closed: bool = False) -> dict[str, Any]:
-    """The ``parameters`` schema of a function declared without one: an object with no
-    properties, new at each call. ``closed`` adds ``additionalProperties: false``, so that
-    only ``{}`` is valid (what strict mode checks and call grammars enforce)."""
-    schema: dict[str, Any] = {"type": "object", "properties": {}}
-    if closed:
-        schema["additionalProperties"] = False
-    return schema
 
 
 def check_tools(tools: Sequence[Tool], choice: ToolChoice | None, *, beta: bool) -> None:
@@ -95,7 +86,7 @@ def _check_strict(tools: Sequence[Tool]) -> None:
                 f"Invalid {param}: in strict mode every function must set `strict: true`",
                 param=f"{param}.strict",
             )
-        schema = tool.parameters if tool.parameters is not None else no_parameters(closed=True)
+        schema = arguments_schema(tool)
         if schema.get("type") != "object":
             raise InvalidRequest(
                 f"Invalid schema for function `{tool.name}`: `parameters` must be an object "

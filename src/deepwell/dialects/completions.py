@@ -14,7 +14,7 @@ from pydantic import Field
 from deepwell.core.completion import CompletionEvent, CompletionLogprob, CompletionText
 from deepwell.core.completion import CompletionRequest as CoreRequest
 from deepwell.core.events import Finished, Started, Usage
-from deepwell.dialects.openai import GenerationFields, Json, usage
+from deepwell.dialects.common import GenerationFields, Json, chunk, response
 from deepwell.errors import EngineFailure
 
 OBJECT = "text_completion"
@@ -70,7 +70,7 @@ async def collect(events: AsyncIterable[CompletionEvent], *, with_logprobs: bool
                 placed.extend(tokens)
             case Finished(reason, used) if started is not None:
                 choice = _choice("".join(text), placed if with_logprobs else None, reason)
-                return {**_envelope(started), "choices": [choice], "usage": usage(used)}
+                return response(started, OBJECT, choice, used)
     raise EngineFailure("the generation ended without a result")
 
 
@@ -99,12 +99,7 @@ class ChunkEncoder:
 
     def _chunk(self, choice: Json, *, used: Usage | None = None) -> Json:
         assert self._started is not None, "the first event of a generation is Started"
-        chunk: Json = {**_envelope(self._started), "choices": [choice]}
-        if used is not None:
-            chunk["usage"] = usage(used)
-        elif self._include_usage:
-            chunk["usage"] = None
-        return chunk
+        return chunk(self._started, OBJECT, choice, used=used, include_usage=self._include_usage)
 
 
 def _choice(
@@ -115,14 +110,4 @@ def _choice(
         "text": text,
         "logprobs": None if placed is None else logprobs(placed),
         "finish_reason": finish_reason,
-    }
-
-
-def _envelope(started: Started) -> Json:
-    return {
-        "id": started.id,
-        "object": OBJECT,
-        "created": started.created,
-        "model": started.model,
-        "system_fingerprint": started.fingerprint,
     }

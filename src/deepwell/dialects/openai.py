@@ -10,7 +10,7 @@ from collections.abc import AsyncIterable, Iterable
 from dataclasses import dataclass, field
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
 from deepwell.core.events import (
     Event,
@@ -22,33 +22,28 @@ from deepwell.core.events import (
     Usage,
 )
 from deepwell.core.types import GenerationRequest
+from deepwell.dialects.common import GenerationFields, Json, Wire, chunk, response
 from deepwell.errors import EngineFailure, InvalidRequest
-from deepwell.vocabulary import Message, Sampling, TokenLogprob, Tool, ToolCall, ToolChoice
-
-Json = dict[str, Any]
+from deepwell.vocabulary import Message, TokenLogprob, Tool, ToolCall, ToolChoice
 
 
-class _Wire(BaseModel):
-    model_config = ConfigDict(extra="ignore")
-
-
-class TextPart(_Wire):
+class TextPart(Wire):
     type: Literal["text"]
     text: str
 
 
-class FunctionCall(_Wire):
+class FunctionCall(Wire):
     name: str
     arguments: str = ""
 
 
-class ToolCallIn(_Wire):
+class ToolCallIn(Wire):
     id: str
     type: Literal["function"] = "function"
     function: FunctionCall
 
 
-class ChatMessage(_Wire):
+class ChatMessage(Wire):
     role: Literal["system", "user", "assistant", "tool"]
     content: str | list[TextPart] | None = None
     name: str | None = None
@@ -58,40 +53,28 @@ class ChatMessage(_Wire):
     prefix: bool = False
 
 
-class Thinking(_Wire):
-    """``budget_tokens`` (a deepwell extension, as on the Anthropic endpoint) caps the
-    reasoning in tokens instead of the effort's budget."""
-
-    type: Literal["enabled", "disabled"]
-    budget_tokens: Annotated[int, Field(ge=0)] | None = None
-
-
-class FunctionDef(_Wire):
+class FunctionDef(Wire):
     name: str
     description: str | None = None
     parameters: dict[str, Any] | None = None
     strict: bool = False
 
 
-class ToolIn(_Wire):
+class ToolIn(Wire):
     type: Literal["function"]
     function: FunctionDef
 
 
-class FunctionName(_Wire):
+class FunctionName(Wire):
     name: str
 
 
-class NamedToolChoice(_Wire):
+class NamedToolChoice(Wire):
     type: Literal["function"]
     function: FunctionName
 
 
-class StreamOptions(_Wire):
-    include_usage: bool = False
-
-
-class JsonSchemaFormat(_Wire):
+class JsonSchemaFormat(Wire):
     """OpenAI's structured outputs: ``schema`` is what the reply must be valid against."""
 
     name: Annotated[str, Field(max_length=64)] = "response"
@@ -100,43 +83,9 @@ class JsonSchemaFormat(_Wire):
     strict: bool | None = None
 
 
-class ResponseFormat(_Wire):
+class ResponseFormat(Wire):
     type: Literal["text", "json_object", "json_schema"] = "text"
     json_schema: JsonSchemaFormat | None = None
-
-
-class GenerationFields(_Wire):
-    """The fields chat and FIM completion requests share, and what they mean to the core."""
-
-    model: str
-    thinking: Thinking | None = None
-    max_tokens: int | None = None
-    stop: str | list[str] | None = None
-    stream: bool | None = False
-    stream_options: StreamOptions | None = None
-    temperature: Annotated[float, Field(ge=0, le=2)] | None = None
-    top_p: Annotated[float, Field(ge=0, le=1)] | None = None
-    # Deprecated by DeepSeek: accepted, and without effect.
-    frequency_penalty: Annotated[float, Field(ge=-2, le=2)] | None = None
-    presence_penalty: Annotated[float, Field(ge=-2, le=2)] | None = None
-    seed: int | None = None
-
-    @property
-    def include_usage(self) -> bool:
-        return self.stream_options is not None and self.stream_options.include_usage
-
-    def sampling(self) -> Sampling:
-        return Sampling(
-            temperature=1.0 if self.temperature is None else self.temperature,
-            top_p=1.0 if self.top_p is None else self.top_p,
-            seed=self.seed,
-        )
-
-    def stops(self) -> tuple[str, ...]:
-        return (self.stop,) if isinstance(self.stop, str) else tuple(self.stop or ())
-
-    def thinking_enabled(self) -> bool | None:
-        return None if self.thinking is None else self.thinking.type == "enabled"
 
 
 class ChatCompletionRequest(GenerationFields):
@@ -242,18 +191,6 @@ def _message(index: int, m: ChatMessage) -> Message:
 # -- core → wire ---------------------------------------------------------------------
 
 
-def usage(u: Usage) -> Json:
-    return {
-        "prompt_tokens": u.prompt_tokens,
-        "completion_tokens": u.completion_tokens,
-        "total_tokens": u.total_tokens,
-        "prompt_tokens_details": {"cached_tokens": u.cache_hit_tokens},
-        "completion_tokens_details": {"reasoning_tokens": u.reasoning_tokens},
-        "prompt_cache_hit_tokens": u.cache_hit_tokens,
-        "prompt_cache_miss_tokens": u.cache_miss_tokens,
-    }
-
-
 @dataclass(slots=True)
 class _Reply:
     """What ``collect`` gathers of one reply."""
@@ -306,11 +243,7 @@ async def collect(events: AsyncIterable[Event]) -> Json:
                     "logprobs": reply.logprobs(started),
                     "finish_reason": reason,
                 }
-                return {
-                    **_envelope(started, "chat.completion"),
-                    "choices": [choice],
-                    "usage": usage(used),
-                }
+                return response(started, "chat.completion", choice, used)
     raise EngineFailure("the generation ended without a result")
 
 
@@ -399,19 +332,10 @@ class ChunkEncoder:
     ) -> Json:
         assert self._started is not None, "the first event of a generation is Started"
         choice = {"index": 0, "delta": delta, "logprobs": logprobs, "finish_reason": finish_reason}
-        chunk: Json = {**_envelope(self._started, "chat.completion.chunk"), "choices": [choice]}
-        if used is not None:
-            chunk["usage"] = usage(used)
-        elif self._include_usage:
-            chunk["usage"] = None
-        return chunk
-
-
-def _envelope(started: Started, kind: str) -> Json:
-    return {
-        "id": started.id,
-        "object": kind,
-        "created": started.created,
-        "model": started.model,
-        "system_fingerprint": started.fingerprint,
-    }
+        return chunk(
+            self._started,
+            "chat.completion.chunk",
+            choice,
+            used=used,
+            include_usage=self._include_usage,
+        )

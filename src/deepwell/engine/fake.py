@@ -18,10 +18,9 @@ from deepwell.engine.base import (
     EngineHealth,
     EngineRequest,
     ModelInfo,
-    Piece,
 )
 from deepwell.engine.constraints import Constraints, byte_tokenizer
-from deepwell.engine.text import StopMatcher
+from deepwell.engine.text import PieceAssembler
 
 TEMPLATE = (
     "{% for m in messages %}<|{{ m.role }}|>{{ m.content }}\n{% endfor %}"
@@ -56,19 +55,18 @@ class FakeEngine:
     async def generate(self, request: EngineRequest) -> AsyncGenerator[EngineEvent, None]:
         self.active += 1
         try:
-            stops = StopMatcher(request.stop)
+            pieces = PieceAssembler(request.stop)
             tokens = list(self.reply)[: request.max_tokens]
             cached = min(self.cached, len(request.prompt))
             yield Admitted(cached)
             for n, char in enumerate(tokens, start=1):
                 await asyncio.sleep(0)
-                yield Piece(stops.feed(char), tokens=1)
-                if stops.stopped:
+                yield pieces.token(char.encode())
+                if pieces.stopped:
                     yield Done("stop", len(request.prompt), n, cached)
                     return
-            tail = stops.flush()
-            if tail:
-                yield Piece(tail)
+            if (tail := pieces.end()) is not None:
+                yield tail
             reason: EngineFinish = "length" if len(self.reply) > request.max_tokens else "stop"
             yield Done(reason, len(request.prompt), len(tokens), cached)
         finally:

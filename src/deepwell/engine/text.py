@@ -1,5 +1,6 @@
 """Turning generated tokens into text: UTF-8 reassembly and stop strings.
 
+``PieceAssembler`` is what every engine runs over the tokens it generates.
 ``partial_match`` is the hold-back rule of every scan of streamed text for strings
 (stop strings here, ``chat.markers`` for markup).
 """
@@ -7,6 +8,45 @@
 from __future__ import annotations
 
 import codecs
+
+from deepwell.engine.base import Piece
+from deepwell.vocabulary import TokenLogprob
+
+
+class PieceAssembler:
+    """Turns one generation's tokens into ``Piece`` events, with its stop strings applied.
+
+    ``token`` returns a piece for every generated token (``tokens=1``), whose text is
+    empty while a multi-byte character or a possible stop string is incomplete; the
+    logprobs of such tokens are held and come with the next piece that has text. Once
+    a stop string is found, ``stopped`` is true and the generation is over. ``end``,
+    called once when a generation ends without a stop string, gives what is still held
+    as a last piece (``tokens=0``), or None when nothing is.
+    """
+
+    def __init__(self, stops: tuple[str, ...]) -> None:
+        self._utf8 = Utf8Stream()
+        self._stops = StopMatcher(stops)
+        self._pending: list[TokenLogprob] = []
+
+    @property
+    def stopped(self) -> bool:
+        return self._stops.stopped
+
+    def token(self, data: bytes, logprob: TokenLogprob | None = None) -> Piece:
+        """The piece of one generated token: its bytes, and its logprob if asked for."""
+        if logprob is not None:
+            self._pending.append(logprob)
+        text = self._stops.feed(self._utf8.feed(data))
+        return Piece(text, self._take() if text else (), tokens=1)
+
+    def end(self) -> Piece | None:
+        text = self._stops.feed(self._utf8.flush()) + self._stops.flush()
+        return Piece(text, self._take()) if text or self._pending else None
+
+    def _take(self) -> tuple[TokenLogprob, ...]:
+        taken, self._pending = tuple(self._pending), []
+        return taken
 
 
 class Utf8Stream:

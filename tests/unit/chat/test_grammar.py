@@ -201,3 +201,20 @@ def test_objects_that_list_their_properties_take_only_those() -> None:
     assert not accepts(constraint, '{"a": {"b": 1, "c": 2}}')
     opened = grammar.json_schema({**schema, "additionalProperties": True})
     assert accepts(opened, '{"a": {"b": 1}, "c": 2}')
+
+
+def test_no_parameters_is_an_empty_object_schema() -> None:
+    assert grammar.no_parameters() == {"type": "object", "properties": {}}
+    assert grammar.no_parameters(closed=True) == {
+        "type": "object",
+        "properties": {},
+        "additionalProperties": False,
+    }
+    first = grammar.no_parameters()
+    first["properties"]["x"] = {"type": "string"}
+    assert grammar.no_parameters() == {"type": "object", "properties": {}}
+
+
+def test_a_function_without_parameters_takes_only_an_empty_object() -> None:
+    assert grammar.arguments_schema(TIME) == grammar.no_parameters(closed=True)
+    assert grammar.arguments_schema(WEATHER) is WEATHER.parameters

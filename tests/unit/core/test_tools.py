@@ -6,7 +6,8 @@ from typing import Any
 
 import pytest
 
-from deepwell.core.tools import MAX_TOOLS, check_tools, no_parameters, strict_mode
+from deepwell.chat.grammar import no_parameters
+from deepwell.core.tools import MAX_TOOLS, check_tools, strict_mode
 from deepwell.errors import InvalidRequest
 from deepwell.vocabulary import Tool, ToolChoice
 
@@ -144,18 +145,6 @@ ODD_SCHEMAS: list[Any] = [
 def test_odd_strict_schemas_are_400s_never_crashes(schema: Any) -> None:
     with pytest.raises(InvalidRequest):
         check_tools([strict(schema)], None, beta=True)
-
-
-def test_no_parameters_is_an_empty_object_schema() -> None:
-    assert no_parameters() == {"type": "object", "properties": {}}
-    assert no_parameters(closed=True) == {
-        "type": "object",
-        "properties": {},
-        "additionalProperties": False,
-    }
-    first = no_parameters()
-    first["properties"]["x"] = {"type": "string"}
-    assert no_parameters() == {"type": "object", "properties": {}}
 
 
 def test_a_strict_function_without_parameters_passes() -> None:

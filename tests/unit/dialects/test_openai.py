@@ -9,7 +9,8 @@ import pytest
 from pydantic import ValidationError
 
 from deepwell.core.events import Event, Finished, ReasoningDelta, Started, TextDelta, Usage
-from deepwell.dialects.openai import ChatCompletionRequest, ChunkEncoder, collect, to_request, usage
+from deepwell.dialects.common import usage
+from deepwell.dialects.openai import ChatCompletionRequest, ChunkEncoder, collect, to_request
 from deepwell.errors import EngineFailure, InvalidRequest
 from deepwell.vocabulary import Message, Sampling, ToolCall
 
@@ -177,29 +178,6 @@ def test_unknown_fields_are_ignored() -> None:
 def test_schema_rejects(fields: dict[str, Any]) -> None:
     with pytest.raises(ValidationError):
         body(**fields)
-
-
-# -- usage ---------------------------------------------------------------------------
-
-
-def test_usage_object() -> None:
-    assert usage(USAGE) == {
-        "prompt_tokens": 30,
-        "completion_tokens": 4,
-        "total_tokens": 34,
-        "prompt_tokens_details": {"cached_tokens": 12},
-        "completion_tokens_details": {"reasoning_tokens": 0},
-        "prompt_cache_hit_tokens": 12,
-        "prompt_cache_miss_tokens": 18,
-    }
-
-
-@pytest.mark.parametrize(("prompt", "hit"), [(0, 0), (5, 0), (5, 5), (100, 64)])
-def test_usage_hit_plus_miss_is_prompt(prompt: int, hit: int) -> None:
-    out = usage(Usage(prompt_tokens=prompt, completion_tokens=1, cache_hit_tokens=hit))
-    assert out["prompt_cache_hit_tokens"] + out["prompt_cache_miss_tokens"] == prompt
-    assert out["prompt_tokens_details"]["cached_tokens"] == hit
-    assert out["total_tokens"] == prompt + 1
 
 
 # -- collect -------------------------------------------------------------------------

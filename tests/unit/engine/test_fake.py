@@ -72,3 +72,14 @@ async def test_active_counts_running_generations_and_closing_frees_them() -> Non
         assert engine.active == 1
         assert (await engine.health()).sequences_busy == 1
     assert engine.active == 0
+
+
+async def test_a_piece_per_token_and_the_held_tail_last() -> None:
+    items = await events(FakeEngine("ab<"), max_tokens=100, stop=("<end>",))
+    assert items[1:] == [
+        Piece("a", tokens=1),
+        Piece("b", tokens=1),
+        Piece("", tokens=1),
+        Piece("<"),
+        Done("stop", 5, 3),
+    ]

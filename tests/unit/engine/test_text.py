@@ -1,5 +1,5 @@
-"""Utf8Stream, StopMatcher and the hold-back rule: text must not depend on how it was split
-into pieces."""
+"""Utf8Stream, StopMatcher, PieceAssembler and the hold-back rule: text must not depend on
+how it was split into pieces."""
 
 from __future__ import annotations
 
@@ -8,7 +8,9 @@ from collections.abc import Iterator, Sequence
 
 import pytest
 
-from deepwell.engine.text import StopMatcher, Utf8Stream, partial_match
+from deepwell.engine.base import Piece
+from deepwell.engine.text import PieceAssembler, StopMatcher, Utf8Stream, partial_match
+from deepwell.vocabulary import TokenLogprob
 
 
 def splits(text: str, cuts: int) -> Iterator[list[str]]:
@@ -212,6 +214,75 @@ def test_utf8_truncated_character_is_replaced_on_flush() -> None:
 
 def test_utf8_invalid_bytes_are_replaced() -> None:
     assert decode([b"a\xffb"]) == "a\ufffdb"
+
+
+# -- PieceAssembler ---------------------------------------------------------------------
+
+
+def logprob(data: bytes) -> TokenLogprob:
+    return TokenLogprob(data.decode(errors="replace"), -0.5, tuple(data))
+
+
+def assemble(stops: Sequence[str], tokens: Sequence[bytes]) -> tuple[list[Piece], bool]:
+    """Every piece of a generation of ``tokens``, as an engine would yield them."""
+    pieces = PieceAssembler(tuple(stops))
+    out = []
+    for data in tokens:
+        out.append(pieces.token(data, logprob(data)))
+        if pieces.stopped:
+            return out, True
+    tail = pieces.end()
+    return out + ([tail] if tail is not None else []), False
+
+
+def test_assembler_gives_a_piece_per_token_and_holds_logprobs_until_text() -> None:
+    emoji = "😀".encode()
+    pieces = PieceAssembler(())
+    assert pieces.token(b"a", logprob(b"a")) == Piece("a", (logprob(b"a"),), tokens=1)
+    assert pieces.token(emoji[:2], logprob(emoji[:2])) == Piece("", tokens=1)
+    assert pieces.token(emoji[2:], logprob(emoji[2:])) == Piece(
+        "😀", (logprob(emoji[:2]), logprob(emoji[2:])), tokens=1
+    )
+    assert pieces.token(b"!") == Piece("!", tokens=1)
+    assert pieces.end() is None
+    assert pieces.stopped is False
+
+
+def test_assembler_ends_with_the_held_tail_and_its_logprobs() -> None:
+    items, stopped = assemble(["END"], [b"ok ", b"E", b"N"])
+    assert not stopped
+    assert items == [
+        Piece("ok ", (logprob(b"ok "),), tokens=1),
+        Piece("", tokens=1),
+        Piece("", tokens=1),
+        Piece("EN", (logprob(b"E"), logprob(b"N"))),
+    ]
+
+
+def test_assembler_end_replaces_a_truncated_character() -> None:
+    items, _ = assemble([], ["€".encode()[:2]])
+    assert items[-1] == Piece("\ufffd", (logprob("€".encode()[:2]),))
+
+
+def test_assembler_stops_at_a_stop_string() -> None:
+    items, stopped = assemble(["|"], [b"left", b"|", b"right"])
+    assert stopped
+    assert items == [Piece("left", (logprob(b"left"),), tokens=1), Piece("", tokens=1)]
+
+
+@pytest.mark.parametrize(("text", "stops"), CASES)
+def test_assembler_byte_by_byte(text: str, stops: list[str]) -> None:
+    data = text.encode()
+    tokens = [data[i : i + 1] for i in range(len(data))]
+    items, stopped = assemble(stops, tokens)
+    assert "".join(piece.text for piece in items) == before_first_stop(text, stops)
+    assert stopped == any(s in text for s in stops)
+    counted = [piece.tokens for piece in items]
+    if stopped:
+        assert counted == [1] * len(items)
+    else:
+        assert counted in ([1] * len(tokens), [1] * len(tokens) + [0])
+        assert [lp for piece in items for lp in piece.logprobs] == [logprob(t) for t in tokens]
 
 
 # --- the hold-back rule --------------------------------------------------------------

@@ -17,17 +17,15 @@ from deepwell.engine.base import (
     EngineHealth,
     EngineRequest,
     ModelInfo,
-    Piece,
 )
 from deepwell.engine.constraints import Constraints, Matcher
 from deepwell.engine.llamacpp.constraints import is_special, vocabulary_tokenizer
 from deepwell.engine.llamacpp.model import LlamaModel
 from deepwell.engine.llamacpp.sampler import build_chain
 from deepwell.engine.llamacpp.scheduler import Begin, End, EngineSequence, Output, Scheduler
-from deepwell.engine.text import StopMatcher, Utf8Stream
+from deepwell.engine.text import PieceAssembler
 from deepwell.errors import EngineFailure, InvalidRequest
 from deepwell.settings import EngineSettings
-from deepwell.vocabulary import TokenLogprob
 
 
 class LlamaCppEngine:
@@ -82,9 +80,8 @@ class LlamaCppEngine:
             restore=restore,
         )
         self._scheduler.submit(seq)
-        utf8, stops = Utf8Stream(), StopMatcher(request.stop)
+        pieces = PieceAssembler(request.stop)
         generated = 0
-        pending: list[TokenLogprob] = []
         try:
             while True:
                 out = await outputs.get()
@@ -96,19 +93,13 @@ class LlamaCppEngine:
                         raise InvalidRequest(
                             f"The output could not follow its constraint: {out.error}"
                         )
-                    tail = stops.feed(utf8.flush()) + stops.flush()
-                    if tail or pending:
-                        yield Piece(tail, tuple(pending))
+                    if (tail := pieces.end()) is not None:
+                        yield tail
                     yield Done(out.reason, len(request.prompt), generated, seq.reused)
                     return
                 generated += 1
-                if out.logprob is not None:
-                    pending.append(out.logprob)
-                text = stops.feed(utf8.feed(self._model.piece(out.id)))
-                yield Piece(text, tuple(pending) if text else (), tokens=1)
-                if text:
-                    pending.clear()
-                if stops.stopped:
+                yield pieces.token(self._model.piece(out.id), out.logprob)
+                if pieces.stopped:
                     yield Done("stop", len(request.prompt), generated, seq.reused)
                     return
         finally:
