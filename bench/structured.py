@@ -5,7 +5,7 @@
 
 Each case is asked ``--runs`` times with a different seed; a run counts as valid when
 the output parses and validates against its schema (jsonschema, or the pydantic
-model). Loopback only.
+model), and as cut when it was not, and ended at ``max_tokens``. Loopback only.
 """
 
 from __future__ import annotations
@@ -54,7 +54,16 @@ def tool(strict: bool) -> Any:
     return {"type": "function", "function": function}
 
 
-def json_mode(client: openai.OpenAI, seed: int, *, thinking: bool) -> bool:
+Outcome = Literal["valid", "cut", "invalid"]
+
+
+def outcome(valid: bool, finish: str | None) -> Outcome:
+    if valid:
+        return "valid"
+    return "cut" if finish == "length" else "invalid"
+
+
+def json_mode(client: openai.OpenAI, seed: int, *, thinking: bool) -> Outcome:
     reply = client.chat.completions.create(
         model="deepseek-v4-flash",
         messages=[{"role": "user", "content": "Give a JSON object describing a cat."}],
@@ -64,13 +73,15 @@ def json_mode(client: openai.OpenAI, seed: int, *, thinking: bool) -> bool:
         extra_body=None if thinking else OFF,
         stream=False,
     )
+    choice = reply.choices[0]
     try:
-        return isinstance(json.loads(reply.choices[0].message.content or ""), dict)
+        valid = isinstance(json.loads(choice.message.content or ""), dict)
     except ValueError:
-        return False
+        valid = False
+    return outcome(valid, choice.finish_reason)
 
 
-def forced_call(client: openai.OpenAI, seed: int, *, strict: bool) -> bool:
+def forced_call(client: openai.OpenAI, seed: int, *, strict: bool) -> Outcome:
     reply = client.chat.completions.create(
         model="deepseek-v4-flash",
         messages=ASK,
@@ -80,17 +91,18 @@ def forced_call(client: openai.OpenAI, seed: int, *, strict: bool) -> bool:
         seed=seed,
         extra_body=OFF,
     )
-    calls = reply.choices[0].message.tool_calls or []
+    choice = reply.choices[0]
+    calls = choice.message.tool_calls or []
     try:
         for call in calls:
             assert call.type == "function"
             jsonschema.validate(json.loads(call.function.arguments), BOUNDED)
     except (ValueError, jsonschema.ValidationError, AssertionError):
-        return False
-    return bool(calls)
+        return outcome(False, choice.finish_reason)
+    return outcome(bool(calls), choice.finish_reason)
 
 
-def parsed(client: openai.OpenAI, seed: int) -> bool:
+def parsed(client: openai.OpenAI, seed: int) -> Outcome:
     try:
         reply = client.chat.completions.parse(
             model="deepseek-v4-flash",
@@ -100,9 +112,11 @@ def parsed(client: openai.OpenAI, seed: int) -> bool:
             seed=seed,
             extra_body=OFF,
         )
-    except (ValidationError, openai.LengthFinishReasonError):
-        return False
-    return isinstance(reply.choices[0].message.parsed, City)
+    except openai.LengthFinishReasonError:
+        return "cut"
+    except ValidationError:
+        return "invalid"
+    return outcome(isinstance(reply.choices[0].message.parsed, City), "stop")
 
 
 def main() -> None:
@@ -114,17 +128,18 @@ def main() -> None:
         with deepwell_server(Path(data), engine) as endpoint:
             client = openai.OpenAI(api_key=endpoint.key, base_url=endpoint.base_url)
             beta = openai.OpenAI(api_key=endpoint.key, base_url=endpoint.base_url + "/beta")
-            cases: dict[str, Callable[[int], bool]] = {
+            cases: dict[str, Callable[[int], Outcome]] = {
                 "JSON mode, thinking off": lambda s: json_mode(client, s, thinking=False),
                 "JSON mode, thinking on": lambda s: json_mode(client, s, thinking=True),
                 "forced call (required)": lambda s: forced_call(client, s, strict=False),
                 "strict forced call (/beta)": lambda s: forced_call(beta, s, strict=True),
                 "json_schema via parse()": lambda s: parsed(client, s),
             }
-            print("| case | valid |\n|---|---|")
+            print("| case | valid | cut by max_tokens | invalid |\n|---|---|---|---|")
             for name, case in cases.items():
-                valid = sum(case(seed) for seed in range(1, runs + 1))
-                print(f"| {name} | {valid}/{runs} |", flush=True)
+                seen = [case(seed) for seed in range(1, runs + 1)]
+                counts = " | ".join(f"{seen.count(o)}" for o in ("valid", "cut", "invalid"))
+                print(f"| {name} | {counts} |", flush=True)
 
 
 if __name__ == "__main__":
