@@ -10,15 +10,16 @@ from decimal import Decimal
 
 import pytest
 from sqlalchemy import func, select, update
+from tests.unit.charges import FLASH, charge
 
 from deepwell.accounts.keys import KeyStore
 from deepwell.billing.balances import BalanceInfo, Balances
-from deepwell.billing.ledger import Charge, Ledger
-from deepwell.billing.prices import PriceQuote, from_nanos
+from deepwell.billing.ledger import Ledger
+from deepwell.billing.prices import from_nanos
 from deepwell.store.db import Database, open_database
 from deepwell.store.tables import Hold, LedgerEntry
 
-QUOTE = PriceQuote(hit=Decimal("0.0028"), miss=Decimal("0.14"), output=Decimal("0.28"))
+QUOTE = FLASH
 NOW = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
 
 
@@ -38,28 +39,6 @@ async def account(database: Database) -> int:
 
 def ledger(database: Database, *, charging: bool = True, gateway: str = "test") -> Ledger:
     return Ledger(database, charging=charging, gateway_id=gateway)
-
-
-def charge(request_id: str, account_id: int, **fields: object) -> Charge:
-    base = Charge(
-        request_id=request_id,
-        account_id=account_id,
-        key_id=None,
-        model="deepseek-v4-flash",
-        backing="test-model",
-        currency="USD",
-        hit_tokens=0,
-        miss_tokens=1_000_000,
-        output_tokens=0,
-        reasoning_tokens=0,
-        quote=QUOTE,
-        finish_reason="stop",
-        ttft_ms=5,
-        duration_ms=10,
-        started_at=NOW,
-        finished_at=NOW,
-    )
-    return replace(base, **fields)  # type: ignore[arg-type]
 
 
 async def usd(database: Database, account_id: int) -> BalanceInfo:

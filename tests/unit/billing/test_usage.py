@@ -5,17 +5,17 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from dataclasses import replace
 from datetime import UTC, date, datetime
-from decimal import Decimal
 
 import pytest
+from tests.unit.charges import FLASH
+from tests.unit.charges import charge as shared_charge
 
 from deepwell.accounts.keys import KeyStore
 from deepwell.billing.ledger import Charge, Ledger
-from deepwell.billing.prices import PriceQuote
 from deepwell.billing.usage import usage_report
 from deepwell.store.db import Database, open_database
 
-QUOTE = PriceQuote(hit=Decimal("0.0028"), miss=Decimal("0.14"), output=Decimal("0.28"))
+QUOTE = FLASH
 
 
 @pytest.fixture
@@ -24,22 +24,14 @@ async def database(database_url: str) -> AsyncIterator[Database]:
         yield opened
 
 
-def charge(n: int, account_id: int, at: datetime, model: str = "deepseek-v4-flash") -> Charge:
-    return Charge(
-        request_id=f"r{n}",
-        account_id=account_id,
-        key_id=None,
-        model=model,
-        backing="b",
-        currency="USD",
+def charge(n: int, account_id: int, at: datetime) -> Charge:
+    return shared_charge(
+        f"r{n}",
+        account_id,
         hit_tokens=64,
         miss_tokens=36,
         output_tokens=10,
         reasoning_tokens=4,
-        quote=QUOTE,
-        finish_reason="stop",
-        ttft_ms=1,
-        duration_ms=2,
         started_at=at,
         finished_at=at,
     )

@@ -7,14 +7,13 @@ import json
 import sys
 import types
 from datetime import UTC, datetime
-from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 import pytest
+from tests.unit.charges import charge
 
 from deepwell.billing.ledger import Charge, Ledger
-from deepwell.billing.prices import PriceQuote
 from deepwell.cli import main
 from deepwell.settings import Settings
 from deepwell.store.db import open_database
@@ -106,24 +105,8 @@ def test_bad_amounts_are_usage_errors(capsys: pytest.CaptureFixture[str], amount
 
 
 def _charge(n: int, at: datetime) -> Charge:
-    quote = PriceQuote(hit=Decimal("0.0028"), miss=Decimal("0.14"), output=Decimal("0.28"))
-    return Charge(
-        request_id=f"r{n}",
-        account_id=1,
-        key_id=None,
-        model="deepseek-v4-flash",
-        backing="b",
-        currency="USD",
-        hit_tokens=64,
-        miss_tokens=64,
-        output_tokens=100,
-        reasoning_tokens=0,
-        quote=quote,
-        finish_reason="stop",
-        ttft_ms=1,
-        duration_ms=1,
-        started_at=at,
-        finished_at=at,
+    return charge(
+        f"r{n}", 1, hit_tokens=64, miss_tokens=64, output_tokens=100, started_at=at, finished_at=at
     )
 
 

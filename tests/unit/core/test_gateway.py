@@ -10,8 +10,8 @@ from datetime import UTC, datetime, time
 from decimal import Decimal
 
 import pytest
+from tests.unit.charges import FakeWallet
 
-from deepwell.billing.ledger import Charge
 from deepwell.billing.prices import PriceBook
 from deepwell.chat.fim import FimFormat
 from deepwell.chat.template import ChatTemplate
@@ -34,25 +34,6 @@ REPLY = "Hello from the fake engine."
 NOON = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
 
 
-class Wallet:
-    """Records holds and charges; refuses holds when ``refuse`` is set."""
-
-    def __init__(self) -> None:
-        self.refuse = False
-        self.holds: dict[str, Decimal] = {}
-        self.charges: list[Charge] = []
-
-    async def hold(self, request_id: str, account_id: int, currency: str, amount: Decimal) -> bool:
-        if self.refuse:
-            return False
-        self.holds[request_id] = amount
-        return True
-
-    async def settle(self, charge: Charge) -> bool:
-        self.charges.append(charge)
-        return True
-
-
 class FailingEngine(FakeEngine):
     """Generates two tokens, then fails."""
 
@@ -67,7 +48,7 @@ class FailingEngine(FakeEngine):
 
 def build(
     engine: FakeEngine,
-    wallet: Wallet,
+    wallet: FakeWallet,
     settings: Settings | None = None,
     now: datetime = NOON,
     close_timeout: float = 5,
@@ -101,17 +82,17 @@ def engine() -> FakeEngine:
 
 
 @pytest.fixture
-def wallet() -> Wallet:
-    return Wallet()
+def wallet() -> FakeWallet:
+    return FakeWallet()
 
 
 @pytest.fixture
-def gateway(engine: FakeEngine, wallet: Wallet) -> Gateway:
+def gateway(engine: FakeEngine, wallet: FakeWallet) -> Gateway:
     return build(engine, wallet)
 
 
 async def test_a_finished_reply_is_charged_what_its_usage_says(
-    gateway: Gateway, wallet: Wallet
+    gateway: Gateway, wallet: FakeWallet
 ) -> None:
     generation = await gateway.chat(chat(max_tokens=100), CALLER)
     events = [event async for event in generation]
@@ -133,7 +114,7 @@ async def test_a_finished_reply_is_charged_what_its_usage_says(
     assert len(wallet.charges) == 1
 
 
-async def test_the_hold_is_the_worst_case(gateway: Gateway, wallet: Wallet) -> None:
+async def test_the_hold_is_the_worst_case(gateway: Gateway, wallet: FakeWallet) -> None:
     generation = await gateway.chat(chat(max_tokens=100), CALLER)
     started = await anext(generation)
     assert isinstance(started, Started)
@@ -144,7 +125,7 @@ async def test_the_hold_is_the_worst_case(gateway: Gateway, wallet: Wallet) -> N
 
 
 async def test_a_refused_hold_is_a_402_before_anything_runs(
-    engine: FakeEngine, wallet: Wallet
+    engine: FakeEngine, wallet: FakeWallet
 ) -> None:
     wallet.refuse = True
     calls: list[EngineRequest] = []
@@ -165,7 +146,7 @@ async def test_a_refused_hold_is_a_402_before_anything_runs(
 
 
 async def test_a_reply_cut_by_its_consumer_is_charged_what_it_generated(
-    gateway: Gateway, wallet: Wallet, engine: FakeEngine
+    gateway: Gateway, wallet: FakeWallet, engine: FakeEngine
 ) -> None:
     generation = await gateway.chat(chat(max_tokens=100), CALLER)
     texts = []
@@ -184,7 +165,7 @@ async def test_a_reply_cut_by_its_consumer_is_charged_what_it_generated(
 
 
 async def test_a_generation_never_iterated_is_settled_at_zero(
-    gateway: Gateway, wallet: Wallet
+    gateway: Gateway, wallet: FakeWallet
 ) -> None:
     generation = await gateway.chat(chat(), CALLER)
     await generation.aclose()
@@ -194,7 +175,7 @@ async def test_a_generation_never_iterated_is_settled_at_zero(
     assert charge.ttft_ms is None
 
 
-async def test_an_engine_failure_is_settled_as_an_error(wallet: Wallet) -> None:
+async def test_an_engine_failure_is_settled_as_an_error(wallet: FakeWallet) -> None:
     gateway = build(FailingEngine(REPLY), wallet)
     generation = await gateway.chat(chat(), CALLER)
     with pytest.raises(EngineFailure):
@@ -206,7 +187,7 @@ async def test_an_engine_failure_is_settled_as_an_error(wallet: Wallet) -> None:
     assert charge.output_tokens == 2
 
 
-async def test_a_cancelled_consumer_still_settles(wallet: Wallet) -> None:
+async def test_a_cancelled_consumer_still_settles(wallet: FakeWallet) -> None:
     engine = FakeEngine(REPLY * 50, context_length=4096)
     gateway = build(engine, wallet)
     generation = await gateway.chat(chat(max_tokens=1000), CALLER)
@@ -232,7 +213,7 @@ async def test_a_cancelled_consumer_still_settles(wallet: Wallet) -> None:
 
 
 async def test_cache_hits_are_charged_in_whole_blocks(
-    engine: FakeEngine, gateway: Gateway, wallet: Wallet
+    engine: FakeEngine, gateway: Gateway, wallet: FakeWallet
 ) -> None:
     engine.cached = 150
     generation = await gateway.chat(chat("x" * 200, max_tokens=5), CALLER)
@@ -245,7 +226,9 @@ async def test_cache_hits_are_charged_in_whole_blocks(
     assert charge.miss_tokens == finished.usage.prompt_tokens - 128
 
 
-async def test_the_price_window_of_admission_applies(engine: FakeEngine, wallet: Wallet) -> None:
+async def test_the_price_window_of_admission_applies(
+    engine: FakeEngine, wallet: FakeWallet
+) -> None:
     settings = Settings()
     half = Prices(
         cache_hit_input=Decimal("0.0014"), cache_miss_input=Decimal("0.07"), output=Decimal("0.14")
@@ -260,7 +243,7 @@ async def test_the_price_window_of_admission_applies(engine: FakeEngine, wallet:
     assert charge.quote.output == Decimal("0.14")
 
 
-async def test_fim_goes_through_the_same_door(gateway: Gateway, wallet: Wallet) -> None:
+async def test_fim_goes_through_the_same_door(gateway: Gateway, wallet: FakeWallet) -> None:
     generation = await gateway.complete(
         CompletionRequest("deepseek-v4-pro", "def f():", max_tokens=4), CALLER
     )
@@ -292,7 +275,7 @@ async def test_prepare_runs_off_the_event_loop(
     assert threads[0] != threading.get_ident()
 
 
-async def test_each_request_has_its_own_id(gateway: Gateway, wallet: Wallet) -> None:
+async def test_each_request_has_its_own_id(gateway: Gateway, wallet: FakeWallet) -> None:
     for _ in range(2):
         generation = await gateway.chat(chat(max_tokens=2), CALLER)
         [_ async for _ in generation]
@@ -300,7 +283,9 @@ async def test_each_request_has_its_own_id(gateway: Gateway, wallet: Wallet) -> 
     assert first.request_id != second.request_id
 
 
-async def test_close_waits_for_open_requests_to_settle(gateway: Gateway, wallet: Wallet) -> None:
+async def test_close_waits_for_open_requests_to_settle(
+    gateway: Gateway, wallet: FakeWallet
+) -> None:
     generation = await gateway.chat(chat(), CALLER)
 
     async def end_later() -> None:
@@ -314,7 +299,7 @@ async def test_close_waits_for_open_requests_to_settle(gateway: Gateway, wallet:
 
 
 async def test_close_gives_up_on_requests_that_never_end(
-    engine: FakeEngine, wallet: Wallet
+    engine: FakeEngine, wallet: FakeWallet
 ) -> None:
     gateway = build(engine, wallet, close_timeout=0.1)
     generation = await gateway.chat(chat(), CALLER)
