@@ -21,7 +21,7 @@ from deepwell.core.gateway import Gateway, Wallet
 from deepwell.core.service import GenerationService
 from deepwell.engine.base import Engine
 from deepwell.engine.loader import load_engine
-from deepwell.http import errors
+from deepwell.http import errors, openapi
 from deepwell.http.routes import chat, completions, health, models, user
 from deepwell.http.state import BalanceLookup, KeyLookup, Services
 from deepwell.models.registry import ModelRegistry
@@ -82,6 +82,7 @@ def create_app(
 
     app = FastAPI(title="deepwell", version=__version__, lifespan=lifespan)
     errors.install(app)
+    openapi.install(app)
     for prefix in OPENAI_PREFIXES:
         app.include_router(chat.router, prefix=prefix)
         app.include_router(models.router, prefix=prefix)

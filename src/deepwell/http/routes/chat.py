@@ -10,19 +10,21 @@ from deepwell.http import sse
 from deepwell.http.auth import AuthenticatedCaller
 from deepwell.http.body import parse
 from deepwell.http.disconnect import json_unless_disconnected
+from deepwell.http.openapi import json_body
 from deepwell.http.state import services
 from deepwell.vocabulary import Caller
 
 router = APIRouter()
 beta_router = APIRouter()
+CHAT_BODY = json_body(openai.ChatCompletionRequest)
 
 
-@router.post("/chat/completions", response_model=None)
+@router.post("/chat/completions", response_model=None, openapi_extra=CHAT_BODY)
 async def chat_completions(request: Request, caller: AuthenticatedCaller) -> Response:
     return await _chat(request, caller, beta=False)
 
 
-@beta_router.post("/chat/completions", response_model=None)
+@beta_router.post("/chat/completions", response_model=None, openapi_extra=CHAT_BODY)
 async def beta_chat_completions(request: Request, caller: AuthenticatedCaller) -> Response:
     return await _chat(request, caller, beta=True)
 

@@ -15,13 +15,15 @@ from deepwell.http import sse
 from deepwell.http.auth import AuthenticatedCaller
 from deepwell.http.body import parse
 from deepwell.http.disconnect import json_unless_disconnected
+from deepwell.http.openapi import json_body
 from deepwell.http.state import services
 
 router = APIRouter()
 base_router = APIRouter()
+FIM_BODY = json_body(completions.CompletionRequest)
 
 
-@router.post("/completions", response_model=None)
+@router.post("/completions", response_model=None, openapi_extra=FIM_BODY)
 async def fim_completions(request: Request, caller: AuthenticatedCaller) -> Response:
     body = await parse(request, completions.CompletionRequest)
     events = await services(request).gateway.complete(completions.to_request(body), caller)
