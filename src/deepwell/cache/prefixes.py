@@ -30,6 +30,27 @@ class Restore:
     tail: tuple[int, ...] = ()
 
 
+def save_point(before: int, after: int, total: int, interval: int) -> int | None:
+    """Where to save a prompt of ``total`` tokens whose reading just went from ``before``
+    to ``after`` tokens read: at its end, or at the last point it crossed among
+    ``interval`` times 1, 2, 4, 8 ... that is at most half the prompt; else nowhere.
+
+    The points inside a prompt leave a prefix of a long prompt that is cut short; since
+    they double and stop at half the prompt, their states add up to less than the whole
+    prompt's state, so one prompt writes less than twice its own state (not a state
+    every ``interval`` tokens, which grows with the square of its length).
+    """
+    if after >= total:
+        return total
+    point = None
+    mark = interval
+    while mark <= min(after, total // 2):
+        if mark > before:
+            point = mark
+        mark *= 2
+    return point
+
+
 class PrefixCache:
     """Saved prefix states in RAM and, when ``folder`` is given, on disk.
 
@@ -69,15 +90,39 @@ class PrefixCache:
         return any(key in tier for tier in self._tiers)
 
     def lookup(self, keys: Sequence[bytes], max_blocks: int) -> Restore | None:
-        """The longest saved prefix among the first ``max_blocks`` keys (may read disk)."""
+        """The longest saved prefix among the first ``max_blocks`` keys (may read disk).
+
+        An entry is used only if it is what its key names: ``blocks`` whole blocks, a tail
+        shorter than a block, a state. Any other is removed from every tier and logged
+        (once: it is gone), and the search goes on to shorter prefixes.
+        """
         for blocks in range(min(len(keys), max_blocks), 0, -1):
+            key = keys[blocks - 1]
             for tier in self._tiers:
-                entry = self._get(tier, keys[blocks - 1])
-                if entry is not None:
-                    if tier is not self._ram:
-                        self._ram.put(entry)
-                    return Restore(entry.blocks, entry.state, tier.name, entry.tail)
+                entry = self._get(tier, key)
+                if entry is None:
+                    continue
+                if not self._names(entry, key, blocks):
+                    log.warning(
+                        "prefix cache: %s entry %s is malformed; removing it", tier.name, key.hex()
+                    )
+                    tier.stats.errors += 1
+                    self.discard(key)
+                    break
+                if tier is not self._ram:
+                    self._ram.put(entry)
+                return Restore(entry.blocks, entry.state, tier.name, entry.tail)
         return None
+
+    def discard(self, key: bytes) -> None:
+        """Remove ``key``'s entry from every tier: it could not be used (a state that did
+        not load, say), so no later request should find it again."""
+        for tier in self._tiers:
+            try:
+                tier.discard(key)
+            except Exception:
+                log.exception("prefix cache: %s tier failed to discard an entry", tier.name)
+                tier.stats.errors += 1
 
     def store(self, entry: Entry) -> None:
         self._ram.put(entry)
@@ -93,6 +138,14 @@ class PrefixCache:
     def close(self) -> None:
         self._writes.put(None)
         self._writer.join()
+
+    def _names(self, entry: Entry, key: bytes, blocks: int) -> bool:
+        return (
+            entry.key == key
+            and entry.blocks == blocks
+            and len(entry.tail) < self.block_tokens
+            and len(entry.state) > 0
+        )
 
     def _get(self, tier: Tier, key: bytes) -> Entry | None:
         if key not in tier:

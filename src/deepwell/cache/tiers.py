@@ -10,19 +10,24 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
 import struct
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol, TypeGuard
 
 from deepwell.files import atomic_write
 
 log = logging.getLogger(__name__)
 
-MAGIC = b"DWKV1\n"
+# The format's name and version: files of any other version are foreign, removed on open.
+MAGIC = b"DWKV2\n"
+_DIGEST_BYTES = 32
 _HEADER_LENGTH = struct.Struct("<I")
+_PREAMBLE = len(MAGIC) + _DIGEST_BYTES + _HEADER_LENGTH.size
+_MAX_HEADER = 1 << 16
 # What reading a damaged or foreign file can raise; any of them makes the file a miss.
 _UNREADABLE = (OSError, ValueError, TypeError, struct.error)
 
@@ -55,6 +60,9 @@ class Tier(Protocol):
     def get(self, key: bytes) -> Entry | None: ...
 
     def put(self, entry: Entry) -> None: ...
+
+    def discard(self, key: bytes) -> None:
+        """Forget ``key``'s entry, if there is one (it was found unusable)."""
 
 
 class RamTier:
@@ -94,16 +102,32 @@ class RamTier:
                 self.stats.evictions += 1
             self.stats.entries = len(self._entries)
 
+    def discard(self, key: bytes) -> None:
+        with self._lock:
+            entry = self._entries.pop(key, None)
+            if entry is not None:
+                self.stats.bytes -= len(entry.state)
+            self.stats.entries = len(self._entries)
+
 
 class DiskTier:
-    """Entries as files under ``folder``, surviving restarts.
+    """Entries as files under ``folder``, surviving restarts. Nothing read is trusted
+    before it is verified.
 
-    A file holds a header (the fingerprint, the block count, the state's SHA-256) and
-    the state. Files are written whole to a temporary name, synced, then renamed, so
-    a crash never leaves a file that is trusted half-written (a failed write removes
-    its temporary file; one left by a crash is removed on open). A file whose
-    fingerprint differs is removed when the tier opens; one whose checksum fails is
-    removed when read. Either way it only costs a miss.
+    A file is ``MAGIC``, the SHA-256 of everything after it, the header's length, a JSON
+    header (the fingerprint, the entry's own key, its block count and tail, the state's
+    length) and the state. A read checks the digest, then that the header names this
+    fingerprint and this key and that the state is as long as it says; a file failing
+    any check is removed, logged once and counted as an error, and costs a miss. On open,
+    temporary files, files of another format and files of another fingerprint or key
+    are removed; the others are verified when read.
+
+    Files are owner-only (0600, in a 0700 folder): they hold the token ids of prompts.
+    A file is written whole to a temporary name, synced, then renamed (``atomic_write``),
+    so a crash never leaves a file that is trusted half-written; a failed write removes
+    its temporary file, and one left by a crash is removed on open. Room for a file is
+    made before it is written, so the bytes of a write under way count against the
+    budget too.
     """
 
     name = "disk"
@@ -114,8 +138,9 @@ class DiskTier:
         self._budget = budget
         self._lock = threading.Lock()
         self._sizes: OrderedDict[bytes, int] = OrderedDict()
+        self._writing = 0
         self.stats = TierStats()
-        folder.mkdir(parents=True, exist_ok=True)
+        _private_folder(folder)
         self._scan()
 
     def __contains__(self, key: bytes) -> bool:
@@ -125,7 +150,7 @@ class DiskTier:
         if key not in self._sizes:
             return None
         try:
-            entry = self._read(self._path(key))
+            entry = self._read(key)
         except _UNREADABLE as exc:
             log.warning("prefix cache file %s is unusable (%s); removing it", key.hex(), exc)
             self.stats.errors += 1
@@ -138,64 +163,99 @@ class DiskTier:
         return entry
 
     def put(self, entry: Entry) -> None:
+        """Write ``entry``'s file (an entry bigger than the whole budget is not kept)."""
         header = json.dumps(
             {
                 "fingerprint": self._fingerprint,
+                "key": entry.key.hex(),
                 "blocks": entry.blocks,
                 "tail": list(entry.tail),
-                "sha256": hashlib.sha256(entry.state).hexdigest(),
+                "state_bytes": len(entry.state),
             }
         ).encode()
-        path = self._path(entry.key)
-        with atomic_write(path) as out:
-            out.write(MAGIC + _HEADER_LENGTH.pack(len(header)) + header)
-            out.write(entry.state)
-        size = path.stat().st_size
+        size = _PREAMBLE + len(header) + len(entry.state)
+        if size > self._budget:
+            return
+        body = _HEADER_LENGTH.pack(len(header)) + header
+        digest = hashlib.sha256(body)
+        digest.update(entry.state)
+        self._make_room(size)
+        try:
+            with atomic_write(self._path(entry.key), mode=0o600) as out:
+                out.write(MAGIC + digest.digest() + body)
+                out.write(entry.state)
+        finally:
+            with self._lock:
+                self._writing -= size
         with self._lock:
             self.stats.bytes += size - self._sizes.pop(entry.key, 0)
             self._sizes[entry.key] = size
             self.stats.entries = len(self._sizes)
-        self._evict()
+
+    def discard(self, key: bytes) -> None:
+        self._forget(key)
 
     def _scan(self) -> None:
-        """Index the files of earlier runs; remove leftovers and foreign fingerprints."""
-        files = sorted(self._folder.glob("*"), key=lambda p: p.stat().st_mtime)
-        for path in files:
-            if not path.is_file():
+        """Index the files of earlier runs, oldest first; remove every other file."""
+        found: list[tuple[float, bytes, int]] = []
+        removed = 0
+        for path in self._folder.iterdir():
+            try:
+                if not path.is_file():
+                    continue
+                key = _key_of(path)
+                if key is None or not self._is_ours(path, key):
+                    path.unlink(missing_ok=True)
+                    removed += 1
+                    continue
+                stat = path.stat()
+            except OSError:
                 continue
-            key = _key_of(path)
-            if key is None or self._header(path).get("fingerprint") != self._fingerprint:
-                path.unlink(missing_ok=True)
-                continue
-            self._sizes[key] = path.stat().st_size
-            self.stats.bytes += self._sizes[key]
+            found.append((stat.st_mtime, key, stat.st_size))
+        if removed:
+            log.info("prefix cache: removed %d stale, foreign or temporary files", removed)
+        for _, key, size in sorted(found):
+            self._sizes[key] = size
+            self.stats.bytes += size
         self.stats.entries = len(self._sizes)
         self._evict()
 
-    def _header(self, path: Path) -> dict[str, object]:
+    def _is_ours(self, path: Path, key: bytes) -> bool:
+        """Whether ``path``'s header is of this format, fingerprint and key."""
         try:
             with path.open("rb") as source:
-                return _read_header(source.read(len(MAGIC) + _HEADER_LENGTH.size + 4096))[0]
+                header, _ = _read_header(source.read(_PREAMBLE + _MAX_HEADER))
         except _UNREADABLE:
-            return {}
+            return False
+        return header.get("fingerprint") == self._fingerprint and header.get("key") == key.hex()
 
-    def _read(self, path: Path) -> Entry:
-        data = path.read_bytes()
+    def _read(self, key: bytes) -> Entry:
+        data = self._path(key).read_bytes()
         header, offset = _read_header(data)
-        state = data[offset:]
+        digest = data[len(MAGIC) : len(MAGIC) + _DIGEST_BYTES]
+        if hashlib.sha256(memoryview(data)[len(MAGIC) + _DIGEST_BYTES :]).digest() != digest:
+            raise ValueError("checksum mismatch")
         if header.get("fingerprint") != self._fingerprint:
             raise ValueError("fingerprint mismatch")
-        if hashlib.sha256(state).hexdigest() != header.get("sha256"):
-            raise ValueError("checksum mismatch")
-        blocks, tail = header.get("blocks"), header.get("tail", [])
-        if not isinstance(blocks, int) or not isinstance(tail, list):
+        if header.get("key") != key.hex():
+            raise ValueError("saved under another key")
+        blocks, tail, length = header.get("blocks"), header.get("tail"), header.get("state_bytes")
+        if not _is_count(blocks) or not isinstance(tail, list) or not all(map(_is_count, tail)):
             raise ValueError("bad header")
-        return Entry(bytes.fromhex(path.name), blocks, state, tuple(int(t) for t in tail))
+        if length != len(data) - offset:
+            raise ValueError("state length mismatch")
+        return Entry(key, blocks, data[offset:], tuple(tail))
+
+    def _make_room(self, size: int) -> None:
+        """Reserve ``size`` bytes for a file about to be written, evicting for them."""
+        with self._lock:
+            self._writing += size
+        self._evict()
 
     def _evict(self) -> None:
         while True:
             with self._lock:
-                if self.stats.bytes <= self._budget or not self._sizes:
+                if self.stats.bytes + self._writing <= self._budget or not self._sizes:
                     return
                 key = next(iter(self._sizes))
             self._forget(key)
@@ -207,10 +267,21 @@ class DiskTier:
             if size is not None:
                 self.stats.bytes -= size
             self.stats.entries = len(self._sizes)
-        self._path(key).unlink(missing_ok=True)
+        try:
+            self._path(key).unlink(missing_ok=True)
+        except OSError as exc:
+            log.warning("prefix cache file %s could not be removed (%s)", key.hex(), exc)
 
     def _path(self, key: bytes) -> Path:
         return self._folder / key.hex()
+
+
+def _private_folder(folder: Path) -> None:
+    """Make ``folder`` (and any missing parent) readable by its owner only."""
+    for path in [*reversed(folder.parents), folder]:
+        if not path.exists():
+            path.mkdir(mode=0o700, exist_ok=True)
+    os.chmod(folder, 0o700)
 
 
 def _key_of(path: Path) -> bytes | None:
@@ -220,12 +291,18 @@ def _key_of(path: Path) -> bytes | None:
         return None
 
 
-def _read_header(data: bytes) -> tuple[dict[str, object], int]:
-    if not data.startswith(MAGIC) or len(data) < len(MAGIC) + _HEADER_LENGTH.size:
-        raise ValueError("not a prefix cache file")
-    start = len(MAGIC) + _HEADER_LENGTH.size
-    (length,) = _HEADER_LENGTH.unpack_from(data, len(MAGIC))
-    header = json.loads(data[start : start + length])
+def _is_count(value: object) -> TypeGuard[int]:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
+def _read_header(data: bytes) -> tuple[dict[str, Any], int]:
+    """The JSON header at the start of ``data`` and the offset of the state after it."""
+    if not data.startswith(MAGIC) or len(data) < _PREAMBLE:
+        raise ValueError("not a prefix cache file of this version")
+    (length,) = _HEADER_LENGTH.unpack_from(data, _PREAMBLE - _HEADER_LENGTH.size)
+    if length > _MAX_HEADER or len(data) < _PREAMBLE + length:
+        raise ValueError("truncated header")
+    header = json.loads(data[_PREAMBLE : _PREAMBLE + length])
     if not isinstance(header, dict):
         raise ValueError("bad header")
-    return header, start + length
+    return header, _PREAMBLE + length

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
+import struct
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -10,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from deepwell.cache.blocks import block_keys
-from deepwell.cache.prefixes import PrefixCache, Restore
+from deepwell.cache.prefixes import PrefixCache, Restore, save_point
 from deepwell.cache.tiers import MAGIC, Entry
 from deepwell.settings import CacheSettings
 
@@ -435,3 +438,121 @@ def test_stats_is_a_snapshot(make_cache: MakeCache) -> None:
     cache.store(_entry(cache.keys("alice", TOKENS), 1))
     assert before["ram"]["entries"] == 0
     assert cache.stats()["ram"]["entries"] == 1
+
+
+# --- entries that are not what their key names ---------------------------------------------
+
+
+def _signed_rewrite(path: Path, **change: object) -> None:
+    """Change ``path``'s header and sign it again: only the cache's own checks remain."""
+    data = path.read_bytes()
+    at = len(MAGIC) + 32 + 4
+    (length,) = struct.unpack_from("<I", data, at - 4)
+    header = json.loads(data[at : at + length])
+    header.update(change)
+    encoded = json.dumps(header).encode()
+    rest = struct.pack("<I", len(encoded)) + encoded + data[at + length :]
+    path.write_bytes(MAGIC + hashlib.sha256(rest).digest() + rest)
+
+
+@pytest.mark.parametrize(
+    "change", [{"blocks": 9}, {"blocks": 1}, {"tail": list(range(BLOCK))}], ids=str
+)
+def test_disk_entry_claiming_another_prefix_is_a_miss_removed_and_logged_once(
+    tmp_path: Path,
+    make_cache: MakeCache,
+    caplog: pytest.LogCaptureFixture,
+    change: dict[str, object],
+) -> None:
+    first = make_cache(tmp_path)
+    keys = first.keys("alice", TOKENS)
+    first.store(_entry(keys, 1))
+    first.store(_entry(keys, 3))
+    first.close()
+    _signed_rewrite(tmp_path / keys[2].hex(), **change)
+
+    second = make_cache(tmp_path)
+    with caplog.at_level(logging.WARNING, logger="deepwell.cache.prefixes"):
+        assert second.lookup(keys, 4) == Restore(1, _state(1), "disk")
+        assert second.lookup(keys, 4) == Restore(1, _state(1), "ram")
+        assert second.lookup(keys, 4) == Restore(1, _state(1), "ram")
+    assert len([r for r in caplog.records if "malformed" in r.getMessage()]) == 1
+    assert not second.contains(keys[2])
+    assert not (tmp_path / keys[2].hex()).exists()
+    assert second.stats()["disk"]["errors"] == 1
+
+
+def test_ram_entry_claiming_another_prefix_is_a_miss(make_cache: MakeCache) -> None:
+    cache = make_cache(None)
+    keys = cache.keys("alice", TOKENS)
+    cache.store(Entry(keys[1], 4, _state(4)))  # under block 2's key, claiming 4 blocks
+    cache.store(Entry(keys[0], 1, b""))  # no state at all
+    assert cache.lookup(keys, 4) is None
+    assert cache.stats()["ram"]["errors"] == 2
+    assert not cache.contains(keys[1])
+    assert not cache.contains(keys[0])
+
+
+def test_discard_removes_an_entry_from_every_tier(tmp_path: Path, make_cache: MakeCache) -> None:
+    cache = make_cache(tmp_path)
+    keys = cache.keys("alice", TOKENS)
+    cache.store(_entry(keys, 2))
+    cache.store(_entry(keys, 3))
+    cache.close()
+    cache.discard(keys[2])
+    cache.discard(keys[3])  # nothing saved under it: a no-op
+    assert not cache.contains(keys[2])
+    assert not (tmp_path / keys[2].hex()).exists()
+    assert cache.lookup(keys, 4) == Restore(2, _state(2), "ram")
+    assert make_cache(tmp_path).lookup(keys, 4) == Restore(2, _state(2), "disk")
+
+
+# --- where a prompt is saved ----------------------------------------------------------------
+
+
+def _points(total: int, chunk: int, interval: int = 1024) -> list[int]:
+    """The points a prompt of ``total`` tokens read ``chunk`` tokens a step is saved at."""
+    points = []
+    for before in range(0, total, chunk):
+        point = save_point(before, min(before + chunk, total), total, interval)
+        if point is not None:
+            points.append(point)
+    return points
+
+
+def test_a_prompt_is_saved_at_its_end() -> None:
+    assert _points(100, 512) == [100]
+    assert _points(2047, 256) == [2047]  # no point inside: 1024 is more than half of it
+    assert save_point(0, 500, 500, 1024) == 500
+
+
+def test_a_long_prompt_is_also_saved_at_doubling_points_up_to_half_of_it() -> None:
+    assert _points(2048, 256) == [1024, 2048]
+    assert _points(7441, 512) == [1024, 2048, 7441]
+    assert _points(40_000, 512) == [1024, 2048, 4096, 8192, 16384, 40_000]
+    assert _points(9000, 100, interval=64) == [64, 128, 256, 512, 1024, 2048, 4096, 9000]
+
+
+def test_a_step_crossing_several_points_saves_the_last_one() -> None:
+    assert save_point(0, 512, 9000, 64) == 512
+    assert save_point(100, 200, 9000, 64) == 128
+    assert save_point(130, 250, 9000, 64) is None
+
+
+@pytest.mark.parametrize("chunk", [1, 64, 256, 512])
+@pytest.mark.parametrize("interval", [64, 1000, 1024])
+def test_the_tokens_saved_for_a_prompt_stay_under_twice_its_length(
+    chunk: int, interval: int
+) -> None:
+    for total in [*range(1, 5000, 97), 7441, 8192, 8193, 12_289, 32_768]:
+        points = _points(total, chunk, interval)
+        assert points[-1] == total
+        assert sum(points) < 2 * total
+        assert points == sorted(set(points))
+
+
+def test_a_long_prompt_cut_short_leaves_a_prefix() -> None:
+    total = 7441
+    cut = int(total * 0.9)
+    saved = [p for p in _points(total, 256) if p <= cut]
+    assert max(saved) == 2048

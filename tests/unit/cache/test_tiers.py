@@ -2,9 +2,16 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
+import logging
 import os
+import stat
+import struct
 import threading
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -278,18 +285,153 @@ def test_disk_flipped_state_bytes_detected_after_restart(tmp_path: Path) -> None
     assert _files(tmp_path) == []
 
 
-def test_disk_damaged_checksum_in_header_detected(tmp_path: Path) -> None:
+# The layout: MAGIC, the SHA-256 of the rest, the header's length, the JSON header, the state.
+DIGEST_AT = len(MAGIC)
+HEADER_AT = len(MAGIC) + 32 + 4
+
+
+def _header_of(path: Path) -> dict[str, Any]:
+    data = path.read_bytes()
+    (length,) = struct.unpack_from("<I", data, HEADER_AT - 4)
+    header: dict[str, Any] = json.loads(data[HEADER_AT : HEADER_AT + length])
+    return header
+
+
+def _rewrite(path: Path, change: Callable[[dict[str, Any]], None], *, sign: bool) -> None:
+    """Change ``path``'s header; with ``sign``, also recompute the digest over the result
+    (a forger who knows the format), without it leave the old digest (damage)."""
+    data = path.read_bytes()
+    (length,) = struct.unpack_from("<I", data, HEADER_AT - 4)
+    header = json.loads(data[HEADER_AT : HEADER_AT + length])
+    change(header)
+    encoded = json.dumps(header).encode()
+    rest = struct.pack("<I", len(encoded)) + encoded + data[HEADER_AT + length :]
+    digest = hashlib.sha256(rest).digest() if sign else data[DIGEST_AT : DIGEST_AT + 32]
+    path.write_bytes(MAGIC + digest + rest)
+
+
+def _assert_removed_miss(tier: DiskTier, folder: Path, key: bytes) -> None:
+    assert tier.get(key) is None
+    assert tier.stats.errors == 1
+    assert tier.stats.hits == 0
+    assert key not in tier
+    assert not (folder / key.hex()).exists()
+
+
+def _change_digit(path: Path, field: bytes) -> None:
+    """Change one digit of the number after ``field`` in the header, as the review did."""
+    data = path.read_bytes()
+    at = data.index(field, HEADER_AT) + len(field)
+    digit = data[at : at + 1]
+    assert digit.isdigit()
+    path.write_bytes(data[:at] + (b"7" if digit != b"7" else b"3") + data[at + 1 :])
+
+
+@pytest.mark.parametrize("field", [b'"blocks": ', b'"tail": [', b'"state_bytes": '])
+def test_disk_changed_digit_in_header_is_a_miss(tmp_path: Path, field: bytes) -> None:
+    tier = DiskTier(tmp_path, FP, 1 << 20)
+    tier.put(Entry(_key(1), 2, b"s" * 40, (5, 6)))
+    _change_digit(tmp_path / _key(1).hex(), field)
+
+    _assert_removed_miss(tier, tmp_path, _key(1))
+
+
+@pytest.mark.parametrize("where", ["magic", "digest", "length", "header"])
+def test_disk_flipped_header_byte_is_a_miss(tmp_path: Path, where: str) -> None:
     tier = DiskTier(tmp_path, FP, 1 << 20)
     tier.put(_entry(1, size=20))
-    path = tmp_path / _key(1).hex()
-    data = path.read_bytes()
-    digit = data.index(b'"sha256": "') + len(b'"sha256": "')
-    replacement = b"0" if data[digit : digit + 1] != b"0" else b"1"
-    path.write_bytes(data[:digit] + replacement + data[digit + 1 :])
+    index = {"magic": 2, "digest": DIGEST_AT + 5, "length": HEADER_AT - 4, "header": HEADER_AT + 9}
+    _flip(tmp_path / _key(1).hex(), index[where])
+
+    _assert_removed_miss(tier, tmp_path, _key(1))
+
+
+@pytest.mark.parametrize("where", ["magic", "digest", "length", "header"])
+def test_disk_flipped_header_byte_after_restart_never_raises(tmp_path: Path, where: str) -> None:
+    DiskTier(tmp_path, FP, 1 << 20).put(_entry(1, size=20))
+    index = {"magic": 2, "digest": DIGEST_AT + 5, "length": HEADER_AT - 4, "header": HEADER_AT + 9}
+    _flip(tmp_path / _key(1).hex(), index[where])
+
+    tier = DiskTier(tmp_path, FP, 1 << 20)
+    assert tier.get(_key(1)) is None
+    assert _key(1) not in tier
+    assert _files(tmp_path) == []
+
+
+def test_disk_header_claiming_another_state_length_is_a_miss(tmp_path: Path) -> None:
+    tier = DiskTier(tmp_path, FP, 1 << 20)
+    tier.put(_entry(1, size=20))
+    _rewrite(tmp_path / _key(1).hex(), lambda h: h.update(state_bytes=21), sign=True)
+
+    _assert_removed_miss(tier, tmp_path, _key(1))
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"blocks": -1},
+        {"blocks": True},
+        {"blocks": "2"},
+        {"tail": [1, -2]},
+        {"tail": 3},
+        {"key": None},
+    ],
+    ids=["negative-blocks", "bool-blocks", "text-blocks", "negative-token", "tail-int", "no-key"],
+)
+def test_disk_signed_header_of_the_wrong_shape_is_a_miss(
+    tmp_path: Path, change: dict[str, object]
+) -> None:
+    tier = DiskTier(tmp_path, FP, 1 << 20)
+    tier.put(_entry(1, size=20))
+    _rewrite(tmp_path / _key(1).hex(), lambda h: h.update(change), sign=True)
+
+    _assert_removed_miss(tier, tmp_path, _key(1))
+
+
+def test_disk_files_swapped_between_keys_are_misses(tmp_path: Path) -> None:
+    tier = DiskTier(tmp_path, FP, 1 << 20)
+    tier.put(_entry(1, size=20, blocks=1))
+    tier.put(_entry(2, size=30, blocks=2))
+    one, two = tmp_path / _key(1).hex(), tmp_path / _key(2).hex()
+    os.replace(one, tmp_path / "swap")
+    os.replace(two, one)
+    os.replace(tmp_path / "swap", two)
 
     assert tier.get(_key(1)) is None
+    assert tier.get(_key(2)) is None
+    assert tier.stats.errors == 2
+    assert _files(tmp_path) == []
+    assert tier.stats == TierStats(entries=0, bytes=0, hits=0, evictions=0, errors=2)
+
+
+def test_disk_files_swapped_between_keys_removed_on_open(tmp_path: Path) -> None:
+    DiskTier(tmp_path, FP, 1 << 20).put(_entry(1))
+    os.replace(tmp_path / _key(1).hex(), tmp_path / _key(2).hex())
+
+    tier = DiskTier(tmp_path, FP, 1 << 20)
+    assert _files(tmp_path) == []
+    assert _key(1) not in tier
+    assert _key(2) not in tier
+
+
+def test_disk_bad_file_is_logged_once(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    tier = DiskTier(tmp_path, FP, 1 << 20)
+    tier.put(_entry(1, size=20))
+    _flip(tmp_path / _key(1).hex(), HEADER_AT + 3)
+    with caplog.at_level(logging.WARNING, logger="deepwell.cache.tiers"):
+        for _ in range(5):
+            assert tier.get(_key(1)) is None
+    assert len([r for r in caplog.records if "unusable" in r.getMessage()]) == 1
     assert tier.stats.errors == 1
-    assert not path.exists()
+
+
+def test_disk_file_of_the_previous_format_removed_on_open(tmp_path: Path) -> None:
+    header = json.dumps({"fingerprint": FP, "blocks": 1, "tail": [], "sha256": "0" * 64}).encode()
+    old = b"DWKV1\n" + struct.pack("<I", len(header)) + header + b"state"
+    (tmp_path / _key(1).hex()).write_bytes(old)
+    tier = DiskTier(tmp_path, FP, 1 << 20)
+    assert _files(tmp_path) == []
+    assert _key(1) not in tier
 
 
 def test_disk_truncated_state_detected_on_get(tmp_path: Path) -> None:
@@ -516,3 +658,87 @@ def test_disk_header_with_bad_tail_is_a_miss(tmp_path: Path) -> None:
     assert disk.get(entry.key) is None
     assert disk.stats.errors == 1
     assert _files(tmp_path) == []
+
+
+# --- DiskTier: privacy and temporary files --------------------------------------------
+
+
+def _mode(path: Path) -> int:
+    return stat.S_IMODE(path.stat().st_mode)
+
+
+def test_disk_files_and_folders_are_owner_only(tmp_path: Path) -> None:
+    folder = tmp_path / "data" / "cache" / "model"
+    tier = DiskTier(folder, FP, 1 << 20)
+    tier.put(_entry(1))
+    tier.put(_entry(1, fill=9))  # a rewrite too
+    assert _mode(folder) == 0o700
+    assert _mode(folder.parent) == 0o700
+    assert _mode(tmp_path / "data") == 0o700
+    assert _mode(folder / _key(1).hex()) == 0o600
+
+
+def test_disk_existing_open_folder_is_made_owner_only(tmp_path: Path) -> None:
+    folder = tmp_path / "cache"
+    folder.mkdir(mode=0o755)
+    os.chmod(folder, 0o755)  # noqa: S103 (the open folder an older version left)
+    DiskTier(folder, FP, 1 << 20).put(_entry(1))
+    assert _mode(folder) == 0o700
+    assert _mode(folder / _key(1).hex()) == 0o600
+
+
+def test_disk_stray_temporary_file_removed_on_open(tmp_path: Path) -> None:
+    DiskTier(tmp_path, FP, 1 << 20).put(_entry(1))
+    good = (tmp_path / _key(1).hex()).read_bytes()
+    # What a crash inside atomic_write leaves: a hidden name beside the target.
+    (tmp_path / f".{_key(2).hex()}.0123456789abcdef.tmp").write_bytes(good)
+
+    tier = DiskTier(tmp_path, FP, 1 << 20)
+    assert _files(tmp_path) == [_key(1).hex()]
+    assert tier.stats.bytes == len(good)
+    assert tier.get(_key(2)) is None
+
+
+def _failing_fsync(fd: int) -> None:
+    raise OSError("I/O error")
+
+
+def test_disk_failed_write_removes_its_temporary_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    tier = DiskTier(tmp_path, FP, 1 << 20)
+    tier.put(_entry(1))
+    monkeypatch.setattr(os, "fsync", _failing_fsync)
+    with pytest.raises(OSError, match="I/O error"):
+        tier.put(_entry(2, size=50))
+    monkeypatch.undo()
+
+    assert _files(tmp_path) == [_key(1).hex()]
+    assert _key(2) not in tier
+    assert tier.stats.bytes == (tmp_path / _key(1).hex()).stat().st_size
+    tier.put(_entry(3))  # the reservation of the failed write was given back
+    assert tier.stats.evictions == 0
+
+
+def test_disk_write_under_way_counts_against_the_budget(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    size = _file_size(tmp_path, _entry(1))
+    folder = tmp_path / "cache"
+    tier = DiskTier(folder, FP, 2 * size)
+    tier.put(_entry(1))
+    tier.put(_entry(2))
+    seen: list[int] = []
+    real_fsync = os.fsync
+
+    def measuring_fsync(fd: int) -> None:
+        seen.append(sum(path.stat().st_size for path in folder.iterdir()))
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", measuring_fsync)
+    tier.put(_entry(3))
+    monkeypatch.undo()
+
+    assert seen == [2 * size]  # the temporary file and one older file, never three
+    assert _files(folder) == sorted(_key(n).hex() for n in (2, 3))
+    assert tier.stats.bytes == 2 * size

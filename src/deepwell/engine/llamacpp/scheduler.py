@@ -32,7 +32,7 @@ from typing import Any, Literal
 import llama_cpp
 import numpy as np
 
-from deepwell.cache.prefixes import PrefixCache, Restore
+from deepwell.cache.prefixes import PrefixCache, Restore, save_point
 from deepwell.cache.tiers import Entry
 from deepwell.engine.base import EngineFinish
 from deepwell.engine.constraints import Matcher
@@ -239,6 +239,8 @@ class Scheduler:
             if target is None:
                 return
             needed = len(seq.prompt) - common + 1
+            if restore is not None:  # its whole tail is loaded before it is cut to the prompt
+                needed += min(len(restore.tail), self._block)
             room = self._slots.room_for(needed, capacity=self.n_ctx, keep=(source, target))
             for slot in room.evict:
                 self._clear(slot)
@@ -252,20 +254,50 @@ class Scheduler:
                 self._start(seq, target, common)
 
     def _restore(self, target: Slot, seq: EngineSequence, restore: Restore) -> bool:
-        """Load a saved prefix state into ``target``; False (and a clean slot) if it fails."""
+        """Load a saved prefix state into ``target`` and keep the part of it that begins
+        ``seq``'s prompt, leaving at least the prompt's last token to read.
+
+        Nothing about the state is taken on trust: its blocks must be blocks of this
+        prompt, leaving a token to read, and its tail shorter than a block; llama.cpp
+        must read all of it, and the sequence must then hold exactly the positions the
+        entry claims. If any check fails the slot is left empty, the entry is removed
+        from the cache (so the warning is logged once, not once a request) and False
+        tells the caller to read the whole prompt.
+        """
         self._clear(target)
-        size = len(restore.state)
-        buffer = (ctypes.c_uint8 * size).from_buffer_copy(restore.state)
-        read = llama_cpp.llama_state_seq_set_data(self._ctx, buffer, size, target.seq_id)
-        if read != size:
+        start = restore.blocks * self._block
+        claimed = start + len(restore.tail)
+        fits = (
+            0 < restore.blocks <= len(seq.keys)
+            and start <= len(seq.prompt) - 1
+            and len(restore.tail) < self._block
+        )
+        if not fits or not self._load(target, restore.state, claimed):
             log.warning("prefix cache: a saved state did not load; reading the prompt instead")
             self._clear(target)
+            if self._cache is not None and 0 < restore.blocks <= len(seq.keys):
+                self._cache.discard(seq.keys[restore.blocks - 1])
             return False
-        start = restore.blocks * self._block
         keep = start + common_prefix(restore.tail, seq.prompt[start:], len(seq.prompt) - 1 - start)
         llama_cpp.llama_memory_seq_rm(self._memory, target.seq_id, keep, -1)
         target.tokens = list(seq.prompt[:keep])
         return True
+
+    def _load(self, target: Slot, state: bytes, tokens: int) -> bool:
+        """Put ``state`` into ``target``'s sequence; True only if llama.cpp read all of it
+        and the sequence holds positions 0 to ``tokens - 1``, nothing else."""
+        size = len(state)
+        if size == 0:
+            return False
+        try:
+            buffer = (ctypes.c_uint8 * size).from_buffer_copy(state)
+            read = llama_cpp.llama_state_seq_set_data(self._ctx, buffer, size, target.seq_id)
+        except Exception:  # a saved state must never take the engine thread down
+            log.exception("prefix cache: loading a saved state raised")
+            return False
+        first = llama_cpp.llama_memory_seq_pos_min(self._memory, target.seq_id)
+        last = llama_cpp.llama_memory_seq_pos_max(self._memory, target.seq_id)
+        return bool(read == size and first == 0 and last == tokens - 1)
 
     def _share(self, target: Slot, source: Slot | None, common: int) -> None:
         """Make ``target`` hold the first ``common`` tokens of ``source``, and nothing else."""
@@ -392,15 +424,14 @@ class Scheduler:
     # -- saving prefixes to the cache ------------------------------------------------
 
     def _save_prompt_progress(self, seq: EngineSequence, before: int) -> None:
-        """Save the prompt's prefix at the end of the prompt and every ``store_interval``."""
+        """Save the prompt's prefix at its end and, inside a long prompt, at the points
+        ``save_point`` picks (``store_interval`` times 1, 2, 4 ... up to half the prompt),
+        so one prompt writes less than twice its own state."""
         if self._cache is None or seq.slot is None:
             return
-        after = seq.n_past
-        interval = self._cache.store_interval
-        if after == len(seq.prompt):
-            self._save(seq.slot, seq.keys, after)
-        elif after // interval > before // interval:
-            self._save(seq.slot, seq.keys, after // interval * interval)
+        point = save_point(before, seq.n_past, len(seq.prompt), self._cache.store_interval)
+        if point is not None:
+            self._save(seq.slot, seq.keys, point)
 
     def _save(self, slot: Slot, keys: list[bytes], n_tokens: int) -> None:
         """Save the state of ``slot``'s first ``n_tokens`` tokens, keyed by their last whole
@@ -420,6 +451,9 @@ class Scheduler:
             size = llama_cpp.llama_state_seq_get_size(self._ctx, self._scratch)
             buffer = (ctypes.c_uint8 * size)()
             written = llama_cpp.llama_state_seq_get_data(self._ctx, buffer, size, self._scratch)
+            if written != size or written == 0:
+                log.warning("prefix cache: llama.cpp wrote %d of %d state bytes", written, size)
+                return
             state = ctypes.string_at(buffer, written)
             self._cache.store(Entry(keys[blocks - 1], blocks, state, tail))
         except Exception:
