@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import platformdirs
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -191,6 +191,16 @@ class EngineSettings(BaseModel):
     n_threads: int | None = Field(default=None, ge=1)
     n_threads_batch: int | None = Field(default=None, ge=1)
     prefill_chunk: int = Field(default=256, ge=16)
+
+    @model_validator(mode="after")
+    def _batch_holds_every_sequence(self) -> EngineSettings:
+        """Each step decodes one token of every running sequence in one batch."""
+        if self.n_batch < self.n_seq_max:
+            raise ValueError(
+                f"engine.n_batch ({self.n_batch}) must be at least engine.n_seq_max "
+                f"({self.n_seq_max})"
+            )
+        return self
 
 
 class CacheSettings(BaseModel):

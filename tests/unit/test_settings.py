@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from deepwell.settings import DEFAULT_MODEL, Settings
+from deepwell.settings import DEFAULT_MODEL, EngineSettings, Settings
 
 pytestmark = pytest.mark.usefixtures("clean_env")
 
@@ -123,3 +123,9 @@ def test_keyword_arguments_beat_the_toml_file(config: Path) -> None:
 def test_engine_limits(engine: dict[str, int]) -> None:
     with pytest.raises(ValidationError):
         Settings(engine=engine)  # type: ignore[arg-type]
+
+
+def test_the_batch_must_hold_a_token_of_every_sequence(clean_env: None) -> None:
+    with pytest.raises(ValidationError, match="n_batch"):
+        EngineSettings(n_seq_max=32, n_batch=16)
+    assert EngineSettings(n_seq_max=16, n_batch=16).n_batch == 16
