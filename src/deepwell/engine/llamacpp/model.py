@@ -7,6 +7,7 @@ thread while the scheduler thread decodes.
 from __future__ import annotations
 
 import ctypes
+import logging
 from pathlib import Path
 
 import llama_cpp
@@ -16,19 +17,31 @@ from deepwell.errors import ConfigurationError
 # The llama-cpp-python release in use; saved KV states depend on it.
 LLAMA_CPP_VERSION: str = llama_cpp.__version__
 
-_GGML_LOG_LEVEL_ERROR = 4
+# llama.cpp's log lines go to this logger, one line each and truncated; it logs a lot
+# at load time, so only its warnings and errors pass unless the logger is set lower.
+llama_log = logging.getLogger("deepwell.llama_cpp")
+LOG_LINE_LIMIT = 300
+# ggml_log_level: 1 debug, 2 info, 3 warn, 4 error (5 continues the previous line).
+_LOG_LEVELS = {1: logging.DEBUG, 2: logging.INFO, 3: logging.WARNING, 4: logging.ERROR}
 
 
 @llama_cpp.llama_log_callback  # type: ignore[untyped-decorator]
-def _quiet_log(level: int, text: bytes, user_data: ctypes.c_void_p) -> None:
-    """llama.cpp logs a lot at load time; keep only its errors."""
-    if level == _GGML_LOG_LEVEL_ERROR:
-        print(text.decode("utf-8", errors="replace"), end="", flush=True)
+def _to_logging(level: int, text: bytes, user_data: ctypes.c_void_p) -> None:
+    python_level = _LOG_LEVELS.get(level, logging.DEBUG)
+    if not llama_log.isEnabledFor(python_level):
+        return
+    line = text.decode("utf-8", errors="replace").strip()
+    if line:
+        cut = line if len(line) <= LOG_LINE_LIMIT else line[:LOG_LINE_LIMIT] + "..."
+        llama_log.log(python_level, "%s", cut)
 
 
 def init_backend() -> None:
-    """Initialise llama.cpp once per process (idempotent in llama.cpp)."""
-    llama_cpp.llama_log_set(_quiet_log, ctypes.c_void_p(0))
+    """Initialise llama.cpp once per process (idempotent in llama.cpp), its logs sent
+    to ``logging``."""
+    if llama_log.level == logging.NOTSET:
+        llama_log.setLevel(logging.WARNING)
+    llama_cpp.llama_log_set(_to_logging, ctypes.c_void_p(0))
     llama_cpp.llama_backend_init()
 
 
