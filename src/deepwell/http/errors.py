@@ -7,10 +7,12 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException
+from starlette.requests import ClientDisconnect
 
 from deepwell.errors import DeepwellError, InvalidParameters, InvalidRequest
+from deepwell.http.disconnect import CLIENT_CLOSED_REQUEST
 
 log = logging.getLogger(__name__)
 
@@ -23,6 +25,7 @@ def install(app: FastAPI) -> None:
     app.add_exception_handler(DeepwellError, _on_deepwell_error)
     app.add_exception_handler(RequestValidationError, _on_validation_error)
     app.add_exception_handler(HTTPException, _on_http_error)
+    app.add_exception_handler(ClientDisconnect, _on_client_gone)
     app.add_exception_handler(Exception, _on_unexpected)
 
 
@@ -77,6 +80,14 @@ async def _on_http_error(request: Request, exc: Exception) -> JSONResponse:
     response = render(error)
     response.headers.update(exc.headers or {})
     return response
+
+
+async def _on_client_gone(request: Request, exc: Exception) -> Response:
+    """A client that went away before its request arrived whole: one line, no answer."""
+    log.info(
+        "client went away before its request body arrived: %s %s", request.method, request.url.path
+    )
+    return Response(status_code=CLIENT_CLOSED_REQUEST)
 
 
 async def _on_unexpected(request: Request, exc: Exception) -> JSONResponse:

@@ -4,11 +4,14 @@ nested too deeply is a 400; neither is ever a 500."""
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
+import logging
+from collections.abc import AsyncIterator, MutableMapping
+from typing import Any
 
 import httpx
 import pytest
-from http_fakes import FakeWallet
+from fastapi import FastAPI
+from http_fakes import KEY, FakeWallet
 
 from deepwell.settings import RequestLimits, Settings
 
@@ -72,3 +75,40 @@ async def test_deeply_nested_tool_arguments_are_no_500(client: httpx.AsyncClient
     }
     response = await client.post("/chat/completions", json=body)
     assert response.status_code < 500, response.text
+
+
+async def test_a_client_gone_mid_body_is_one_info_line(
+    app: FastAPI, caplog: pytest.LogCaptureFixture
+) -> None:
+    messages: list[dict[str, Any]] = [
+        {"type": "http.request", "body": b'{"model": "deepseek', "more_body": True},
+        {"type": "http.disconnect"},
+    ]
+    sent: list[MutableMapping[str, Any]] = []
+
+    async def receive() -> dict[str, Any]:
+        return messages.pop(0) if messages else {"type": "http.disconnect"}
+
+    async def send(message: MutableMapping[str, Any]) -> None:
+        sent.append(message)
+
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0", "spec_version": "2.4"},
+        "http_version": "1.1",
+        "method": "POST",
+        "path": "/chat/completions",
+        "raw_path": b"/chat/completions",
+        "query_string": b"",
+        "root_path": "",
+        "scheme": "http",
+        "server": ("deepwell.test", 80),
+        "client": ("127.0.0.1", 1234),
+        "headers": [(b"authorization", f"Bearer {KEY}".encode())],
+    }
+    with caplog.at_level(logging.INFO):
+        async with app.router.lifespan_context(app):
+            await app(scope, receive, send)
+    assert sent[0]["status"] == 499
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR or r.exc_info]
+    assert [r.getMessage() for r in caplog.records if "went away" in r.getMessage()]
