@@ -199,7 +199,7 @@ def _balances_table(rows: Iterable[tuple[str, BalanceInfo]]) -> Table:
 
 
 def _usage_table(rows: list[UsageRow]) -> Table:
-    table = _table("DAY", "MODEL", "REQUESTS", "HIT", "MISS", "OUTPUT", "HIT RATIO", "COST")
+    table = _table("DAY", "MODEL", "REQS", "HIT", "MISS", "OUT", "HIT%", "COST", "CUR")
     for row in rows:
         table.add_row(
             row.day.isoformat(),
@@ -208,7 +208,8 @@ def _usage_table(rows: list[UsageRow]) -> Table:
             str(row.hit_tokens),
             str(row.miss_tokens),
             str(row.output_tokens),
-            f"{row.cache_hit_ratio:.1%}",
-            f"{_plain(row.cost)} {row.currency}",
+            f"{row.cache_hit_ratio:.0%}",
+            _plain(row.cost),
+            row.currency,
         )
     return table

@@ -52,8 +52,12 @@ def with_database(settings: Settings, action: Callable[[Database], Awaitable[T]]
     return asyncio.run(run())
 
 
+PIPE_WIDTH = 120
+"""Columns of output that goes to a file or a pipe rather than a terminal."""
+
+
 def stdout() -> Console:
-    return Console(highlight=False)
+    return Console(highlight=False, width=None if sys.stdout.isatty() else PIPE_WIDTH)
 
 
 def fail(message: str) -> NoReturn:
