@@ -85,7 +85,7 @@ def stop(process: subprocess.Popen[bytes]) -> None:
 
 @contextmanager
 def deepwell_server(data_dir: Path, engine_env: dict[str, str]) -> Iterator[Endpoint]:
-    """``deepwell serve`` on a free loopback port, with a fresh key."""
+    """``deepwell serve`` on a free loopback port, with a fresh key on a funded account."""
     env = {**os.environ, "DEEPWELL_DATA_DIR": str(data_dir), **engine_env}
     port = free_port()
     deepwell = [sys.executable, "-m", "deepwell"]
@@ -101,6 +101,8 @@ def deepwell_server(data_dir: Path, engine_env: dict[str, str]) -> Iterator[Endp
             check=True,
             capture_output=True,
         )
+        topup = [*deepwell, "accounts", "topup", "bench", "100"]  # a new account holds nothing
+        subprocess.run(topup, env=env, check=True, capture_output=True)
         yield Endpoint("deepwell", f"http://127.0.0.1:{port}", json.loads(created.stdout)["key"])
     finally:
         stop(process)
