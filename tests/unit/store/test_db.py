@@ -13,6 +13,10 @@ from deepwell.store.db import MIGRATIONS_DIR, open_database
 from deepwell.store.tables import Base
 
 
+TABLES = ["accounts", "alembic_version", "api_keys", "balances", "credits", "holds", "ledger"]
+"""Every table the migrations create, by name."""
+
+
 def _url(path: Path) -> str:
     return f"sqlite+aiosqlite:///{path}"
 
@@ -34,15 +38,7 @@ async def test_creates_parent_dir_and_tables(tmp_path: Path) -> None:
     finally:
         await database.close()
     assert path.is_file()
-    assert tables == [
-        "accounts",
-        "alembic_version",
-        "api_keys",
-        "balances",
-        "credits",
-        "holds",
-        "ledger",
-    ]
+    assert tables == TABLES
 
 
 async def test_migrations_run_twice_are_idempotent(database_url: str) -> None:
@@ -62,15 +58,7 @@ async def test_models_match_migrations(database_url: str) -> None:
         diff = await connection.run_sync(_schema_diff)
         tables = await connection.run_sync(_table_names)
     assert diff == []
-    assert tables == [
-        "accounts",
-        "alembic_version",
-        "api_keys",
-        "balances",
-        "credits",
-        "holds",
-        "ledger",
-    ]
+    assert tables == TABLES
 
 
 async def test_sqlite_uses_wal_and_busy_timeout(tmp_path: Path) -> None:
