@@ -12,7 +12,6 @@ from sqlalchemy import Connection, inspect, text
 from deepwell.store.db import MIGRATIONS_DIR, open_database
 from deepwell.store.tables import Base
 
-
 TABLES = ["accounts", "alembic_version", "api_keys", "balances", "credits", "holds", "ledger"]
 """Every table the migrations create, by name."""
 
