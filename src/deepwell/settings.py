@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import platformdirs
-from pydantic import BaseModel, Field, model_validator
+from pydantic import BaseModel, Field, SecretStr, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -191,6 +191,9 @@ class EngineSettings(BaseModel):
     n_threads: int | None = Field(default=None, ge=1)
     n_threads_batch: int | None = Field(default=None, ge=1)
     prefill_chunk: int = Field(default=256, ge=16)
+    # A test hook: the engine thread fails at this decode step (counted from its start),
+    # once, as a failing ``llama_decode`` would. Never set in production.
+    fail_at_step: int | None = Field(default=None, ge=1)
 
     @model_validator(mode="after")
     def _batch_holds_every_sequence(self) -> EngineSettings:
@@ -231,10 +234,53 @@ class Thinking(BaseModel):
     passback: Literal["off", "present", "nonempty"] = "present"
 
 
+class ConcurrencyLimits(BaseModel):
+    """How many requests one account may have open at once, per public model (see
+    docs/limits.md).
+
+    ``per_account`` (None: the engine's sequences times ``capacity_factor``) applies to
+    every model not named in ``per_model``; ``deepwell accounts limit`` overrides both
+    for one account. With billing on, an account whose available balance is below
+    ``low_balance`` gets a proportionally lower limit, never below ``low_balance_floor``.
+    ``per_user``, when set, also caps each ``user_id`` of an account.
+    """
+
+    per_account: int | None = Field(default=None, ge=1)
+    capacity_factor: int = Field(default=4, ge=1)
+    per_model: dict[str, Annotated[int, Field(ge=1)]] = Field(default_factory=dict)
+    per_user: int | None = Field(default=None, ge=1)
+    low_balance: Decimal = Field(default=Decimal("1"), ge=0)
+    low_balance_floor: int = Field(default=1, ge=1)
+
+
 class RequestLimits(BaseModel):
-    """Bounds on what one request may send (see docs/configuration.md)."""
+    """Bounds on what one request may send, and on how many an account may have open
+    (see docs/configuration.md)."""
 
     max_body_bytes: int = Field(default=8 << 20, ge=1024)
+    concurrency: ConcurrencyLimits = Field(default_factory=ConcurrencyLimits)
+
+
+class QueueSettings(BaseModel):
+    """The server queue in front of each engine (see docs/limits.md).
+
+    Past ``max_requests`` waiting requests, or ``max_prompt_tokens`` of their prompts,
+    a new request gets 503 at once. A waiting request gets a keep-alive every
+    ``keepalive_s`` seconds, and an error if it has not started after ``max_wait_s``.
+    """
+
+    max_requests: int = Field(default=256, ge=0)
+    max_prompt_tokens: int = Field(default=2_000_000, ge=0)
+    keepalive_s: float = Field(default=5.0, gt=0)
+    max_wait_s: float = Field(default=600.0, gt=0)
+
+
+class MetricsSettings(BaseModel):
+    """Prometheus metrics at ``/metrics``. With ``require_admin``, ``/metrics`` and the
+    details of ``/health`` need the ``admin_token`` as a Bearer token."""
+
+    enabled: bool = True
+    require_admin: bool = False
 
 
 class StructuredOutput(BaseModel):
@@ -270,6 +316,12 @@ class Settings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = 8000
     log_level: str = "info"
+    # ``text``: one readable line a request; ``json``: one JSON object a line.
+    log_format: Literal["text", "json"] = "text"
+    # The operator's token for admin-only endpoints (``metrics.require_admin``).
+    admin_token: SecretStr | None = None
+    # On SIGTERM: how long running requests may go on before they are ended.
+    drain_timeout_s: float = Field(default=30.0, ge=0)
     backing_models: dict[str, BackingModel] = Field(
         default_factory=lambda: {DEFAULT_MODEL: BackingModel()}
     )
@@ -281,6 +333,8 @@ class Settings(BaseSettings):
     billing: BillingSettings = Field(default_factory=BillingSettings)
     structured_output: StructuredOutput = Field(default_factory=StructuredOutput)
     limits: RequestLimits = Field(default_factory=RequestLimits)
+    queue: QueueSettings = Field(default_factory=QueueSettings)
+    metrics: MetricsSettings = Field(default_factory=MetricsSettings)
 
     @classmethod
     def settings_customise_sources(
