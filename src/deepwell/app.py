@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+import functools
+from collections.abc import AsyncIterator, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
 from datetime import timedelta
 
@@ -16,6 +17,7 @@ from deepwell.billing.ledger import Ledger
 from deepwell.billing.prices import PriceBook
 from deepwell.chat.fim import FimFormat, fim_format
 from deepwell.chat.template import ChatTemplate
+from deepwell.core.admission import Admission, Overrides, OverrideSource
 from deepwell.core.completion import CompletionService
 from deepwell.core.gateway import Gateway, Wallet
 from deepwell.core.service import GenerationService
@@ -24,6 +26,8 @@ from deepwell.engine.loader import load_engine
 from deepwell.http import errors, openapi
 from deepwell.http.routes import chat, completions, health, models, user
 from deepwell.http.state import BalanceLookup, KeyLookup, Services
+from deepwell.limits.concurrency import LocalLimiter
+from deepwell.limits.queue import FairQueue
 from deepwell.models.registry import ModelRegistry
 from deepwell.settings import Settings
 from deepwell.store.db import Database, open_database
@@ -39,9 +43,12 @@ def create_app(
     keys: KeyLookup | None = None,
     wallet: Wallet | None = None,
     balances: BalanceLookup | None = None,
+    overrides: OverrideSource | None = None,
+    on_fatal: Callable[[BaseException], None] | None = None,
 ) -> FastAPI:
-    """A FastAPI app for ``settings``. Tests pass fake ``engines``, ``keys``, ``wallet``
-    or ``balances`` here; what is not passed is built from ``settings``."""
+    """A FastAPI app for ``settings``. Tests pass fake ``engines``, ``keys``, ``wallet``,
+    ``balances`` or limit ``overrides`` here; what is not passed is built from
+    ``settings``. ``on_fatal`` hears of an engine that failed beyond repair."""
     registry = ModelRegistry(settings)
 
     @asynccontextmanager
@@ -52,7 +59,9 @@ def create_app(
             ledger = wallet if wallet is not None else await _open_ledger(settings, store)
             balance_lookup = balances if balances is not None else Balances(await store.database())
             live = (
-                engines if engines is not None else await _load_engines(settings, registry, stack)
+                engines
+                if engines is not None
+                else await _load_engines(settings, registry, stack, on_fatal)
             )
             gateway = Gateway(
                 GenerationService(
@@ -64,8 +73,15 @@ def create_app(
                 CompletionService(registry, live, _fim_formats(settings, live)),
                 ledger,
                 PriceBook(settings.models),
+                Admission(
+                    settings,
+                    LocalLimiter(),
+                    Overrides(overrides) if overrides is not None else None,
+                ),
+                await _queues(settings, live),
                 currency=settings.billing.currency,
                 block_tokens=settings.cache.block_tokens,
+                queue=settings.queue,
             )
             stack.push_async_callback(gateway.close)
             app.state.services = Services(
@@ -119,14 +135,31 @@ async def _open_ledger(settings: Settings, store: _Store) -> Ledger:
 
 
 async def _load_engines(
-    settings: Settings, registry: ModelRegistry, stack: AsyncExitStack
+    settings: Settings,
+    registry: ModelRegistry,
+    stack: AsyncExitStack,
+    on_fatal: Callable[[BaseException], None] | None,
 ) -> dict[str, Engine]:
     loaded: dict[str, Engine] = {}
     for name in sorted(registry.backing_names()):
-        engine = await asyncio.to_thread(load_engine, name, settings)
+        load = functools.partial(load_engine, name, settings, on_fatal=on_fatal)
+        engine = await asyncio.to_thread(load)
         stack.push_async_callback(engine.close)
         loaded[name] = engine
     return loaded
+
+
+async def _queues(settings: Settings, engines: dict[str, Engine]) -> dict[str, FairQueue]:
+    """A queue in front of each engine, as wide as its sequences."""
+    queue = settings.queue
+    return {
+        name: FairQueue(
+            (await engine.health()).sequences_total,
+            max_requests=queue.max_requests,
+            max_prompt_tokens=queue.max_prompt_tokens,
+        )
+        for name, engine in engines.items()
+    }
 
 
 def _fim_formats(settings: Settings, engines: dict[str, Engine]) -> dict[str, FimFormat]:

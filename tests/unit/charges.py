@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 from decimal import Decimal
 
 from deepwell.billing.balances import BalanceInfo
-from deepwell.billing.ledger import Charge
+from deepwell.billing.ledger import Charge, Held
 from deepwell.billing.prices import PriceQuote
 
 FLASH = PriceQuote(hit=Decimal("0.0028"), miss=Decimal("0.14"), output=Decimal("0.28"))
@@ -42,15 +42,22 @@ class FakeWallet:
 
     def __init__(self) -> None:
         self.refuse = False
+        # What a hold reports the account has left (None: nothing is charged).
+        self.available: Decimal | None = None
         self.holds: dict[str, Decimal] = {}
         self.charges: list[Charge] = []
         self.balances: list[BalanceInfo] = []
 
-    async def hold(self, request_id: str, account_id: int, currency: str, amount: Decimal) -> bool:
+    async def hold(
+        self, request_id: str, account_id: int, currency: str, amount: Decimal
+    ) -> Held | None:
         if self.refuse:
-            return False
+            return None
         self.holds[request_id] = amount
-        return True
+        return Held(self.available)
+
+    async def release(self, request_id: str) -> None:
+        self.holds.pop(request_id)
 
     async def settle(self, charge: Charge) -> bool:
         if any(c.request_id == charge.request_id for c in self.charges):

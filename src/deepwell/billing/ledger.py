@@ -19,7 +19,7 @@ from sqlalchemy import Update, case, delete, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from deepwell.billing.prices import PriceQuote, to_nanos
+from deepwell.billing.prices import PriceQuote, from_nanos, to_nanos
 from deepwell.store.db import Database
 from deepwell.store.tables import Balance, Hold, LedgerEntry
 
@@ -54,6 +54,14 @@ class Charge:
         )
 
 
+@dataclass(frozen=True, slots=True)
+class Held:
+    """A hold placed: ``available`` is what the account has left after it (None when
+    nothing is charged)."""
+
+    available: Decimal | None
+
+
 class Ledger:
     """Holds and settlements over a :class:`Database`.
 
@@ -67,21 +75,28 @@ class Ledger:
         self.charging = charging
         self._gateway = gateway_id
 
-    async def hold(self, request_id: str, account_id: int, currency: str, amount: Decimal) -> bool:
-        """Reserve ``amount`` for ``request_id``; False if the balance cannot cover it."""
+    async def hold(
+        self, request_id: str, account_id: int, currency: str, amount: Decimal
+    ) -> Held | None:
+        """Reserve ``amount`` for ``request_id``; None if the balance cannot cover it."""
         if not self.charging:
-            return True
+            return Held(available=None)
         nanos = to_nanos(amount)
-        covered = Balance.granted_nanos + Balance.topped_up_nanos - Balance.held_nanos >= nanos
+        available = Balance.granted_nanos + Balance.topped_up_nanos - Balance.held_nanos
         statement = (
             update(Balance)
-            .where(Balance.account_id == account_id, Balance.currency == currency, covered)
+            .where(
+                Balance.account_id == account_id,
+                Balance.currency == currency,
+                available >= nanos,
+            )
             .values(held_nanos=Balance.held_nanos + nanos)
+            .returning(available)
         )
         async with self._database.session() as session, session.begin():
-            result = await session.execute(statement)
-            if result.rowcount != 1:  # type: ignore[attr-defined]
-                return False
+            left = (await session.execute(statement)).scalar_one_or_none()
+            if left is None:
+                return None
             session.add(
                 Hold(
                     request_id=request_id,
@@ -92,7 +107,15 @@ class Ledger:
                     created_at=datetime.now(UTC),
                 )
             )
-        return True
+        return Held(available=from_nanos(left))
+
+    async def release(self, request_id: str) -> None:
+        """Give back the hold of a request that was refused after it was placed: no
+        ledger row, nothing charged."""
+        async with self._database.session() as session, session.begin():
+            hold = await _take_hold(session, request_id)
+            if hold is not None:
+                await session.execute(_release(hold))
 
     async def settle(self, charge: Charge) -> bool:
         """Record ``charge``, deduct its cost and release its hold, in one transaction.

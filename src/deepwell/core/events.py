@@ -30,6 +30,12 @@ class Usage:
 
 
 @dataclass(frozen=True, slots=True)
+class KeepAlive:
+    """The request still waits in the queue for the engine: nothing to show yet, but the
+    connection should hear from the server (a keep-alive comment, a blank line)."""
+
+
+@dataclass(frozen=True, slots=True)
 class Started:
     """The request was admitted and resolved; ``model`` is the public id to echo."""
 

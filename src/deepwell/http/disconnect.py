@@ -3,17 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterable, Callable, Coroutine
-from contextlib import aclosing
-from typing import Any, TypeVar
+from collections.abc import Awaitable
+from typing import TypeVar
 
-from fastapi import Request, Response
-from fastapi.responses import JSONResponse
-
-from deepwell.http.sse import Events
+from fastapi import Request
 
 T = TypeVar("T")
-E = TypeVar("E")
 
 CLIENT_CLOSED_REQUEST = 499
 
@@ -22,7 +17,7 @@ class ClientDisconnected(Exception):
     """The client closed the connection before the answer was ready."""
 
 
-async def unless_disconnected(request: Request, work: Coroutine[Any, Any, T]) -> T:
+async def unless_disconnected(request: Request, work: Awaitable[T]) -> T:
     """Await ``work``; if the client disconnects first, cancel it and raise."""
     task = asyncio.ensure_future(work)
     watcher = asyncio.ensure_future(_disconnected(request))
@@ -40,18 +35,3 @@ async def unless_disconnected(request: Request, work: Coroutine[Any, Any, T]) ->
 async def _disconnected(request: Request) -> None:
     while (await request.receive())["type"] != "http.disconnect":
         pass
-
-
-async def json_unless_disconnected(
-    request: Request,
-    events: Events[E],
-    fold: Callable[[AsyncIterable[E]], Coroutine[Any, Any, dict[str, Any]]],
-) -> Response:
-    """One JSON body folded from ``events``; a client gone first gets nothing (499) and
-    its generation is aborted."""
-    async with aclosing(events):
-        try:
-            result = await unless_disconnected(request, fold(events))
-        except ClientDisconnected:
-            return Response(status_code=CLIENT_CLOSED_REQUEST)
-    return JSONResponse(result)

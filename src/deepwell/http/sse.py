@@ -1,4 +1,5 @@
-"""Server-sent events: JSON ``data:`` lines, ``data: [DONE]`` at the end."""
+"""Server-sent events: JSON ``data:`` lines, ``: keep-alive`` comments while the request
+waits in the queue, ``data: [DONE]`` at the end."""
 
 from __future__ import annotations
 
@@ -11,11 +12,14 @@ from typing import Any, Protocol, TypeVar
 from fastapi.responses import StreamingResponse
 from starlette.types import Receive, Scope, Send
 
+from deepwell.core.events import KeepAlive
 from deepwell.errors import DeepwellError
 
 log = logging.getLogger(__name__)
 
 HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+KEEPALIVE = b": keep-alive\n\n"
+EVENT_STREAM = "text/event-stream; charset=utf-8"
 
 
 def data(payload: Any) -> bytes:
@@ -39,8 +43,10 @@ class EventStream(StreamingResponse):
     """A streaming response that closes its events when it ends, however it ends: even
     when the client is gone before the body began, so nothing they hold is leaked."""
 
-    def __init__(self, body: AsyncIterator[bytes], events: Events[Any]) -> None:
-        super().__init__(body, media_type="text/event-stream; charset=utf-8", headers=HEADERS)
+    def __init__(
+        self, body: AsyncIterator[bytes], events: Events[Any], media_type: str = EVENT_STREAM
+    ) -> None:
+        super().__init__(body, media_type=media_type, headers=HEADERS)
         self._events = events
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -50,8 +56,10 @@ class EventStream(StreamingResponse):
             await self._events.aclose()
 
 
-def stream(events: Events[E], encode: Callable[[E], Any]) -> EventStream:
-    """An SSE response of ``encode(event)`` for each event (none where it is None).
+def stream(events: Events[Any], encode: Callable[[E], Any]) -> EventStream:
+    """An SSE response of ``encode(event)`` for each event (none where it is None), and a
+    keep-alive comment for each ``KeepAlive`` (``events`` are ``E`` or ``KeepAlive``:
+    typed ``Any``, as mypy cannot infer ``E`` from such a union).
 
     Once the stream has begun, an error becomes a final ``data: {"error": ...}`` line.
     Closing the response (a client disconnect) closes ``events``, which aborts the
@@ -62,6 +70,9 @@ def stream(events: Events[E], encode: Callable[[E], Any]) -> EventStream:
         async with aclosing(events) as items:
             try:
                 async for event in items:
+                    if isinstance(event, KeepAlive):
+                        yield KEEPALIVE
+                        continue
                     payload = encode(event)
                     if payload is not None:
                         yield data(payload)

@@ -9,6 +9,7 @@ from fastapi import Request
 
 from deepwell.billing.balances import BalanceInfo
 from deepwell.core.gateway import Gateway
+from deepwell.core.observer import Trace
 from deepwell.engine.base import Engine
 from deepwell.models.registry import ModelRegistry
 from deepwell.settings import RequestLimits
@@ -39,3 +40,9 @@ class Services:
 def services(request: Request) -> Services:
     state: Services = request.app.state.services
     return state
+
+
+def trace(request: Request) -> Trace | None:
+    """The request's ``Trace``, which the request-log middleware put in its state."""
+    found = getattr(request.state, "trace", None)
+    return found if isinstance(found, Trace) else None

@@ -15,6 +15,7 @@ from tests.unit.charges import FakeWallet
 from deepwell.billing.prices import PriceBook
 from deepwell.chat.fim import FimFormat
 from deepwell.chat.template import ChatTemplate
+from deepwell.core.admission import Admission
 from deepwell.core.completion import CompletionRequest, CompletionService
 from deepwell.core.events import Finished, Started, TextDelta
 from deepwell.core.gateway import Gateway
@@ -23,6 +24,8 @@ from deepwell.core.types import GenerationRequest
 from deepwell.engine.base import EngineEvent, EngineRequest
 from deepwell.engine.fake import FakeEngine
 from deepwell.errors import EngineFailure, InsufficientBalance
+from deepwell.limits.concurrency import LocalLimiter
+from deepwell.limits.queue import FairQueue
 from deepwell.models.registry import ModelRegistry
 from deepwell.settings import Prices, PriceWindow, Settings
 from deepwell.vocabulary import Caller, Message
@@ -52,19 +55,31 @@ def build(
     settings: Settings | None = None,
     now: datetime = NOON,
     close_timeout: float = 5,
+    capacity: int = 8,
 ) -> Gateway:
     settings = settings or Settings()
     registry = ModelRegistry(settings)
     engines = {name: engine for name in registry.backing_names()}
     templates = {name: ChatTemplate(engine.info.chat_template) for name in engines}
     fim = {name: FimFormat(prefix=1, suffix=2, middle=3) for name in engines}
+    queue = settings.queue
     return Gateway(
         GenerationService(registry, engines, templates),
         CompletionService(registry, engines, fim),
         wallet,
         PriceBook(settings.models),
+        Admission(settings, LocalLimiter()),
+        {
+            name: FairQueue(
+                capacity,
+                max_requests=queue.max_requests,
+                max_prompt_tokens=queue.max_prompt_tokens,
+            )
+            for name in engines
+        },
         currency="USD",
         block_tokens=64,
+        queue=queue,
         now=lambda: now,
         close_timeout=close_timeout,
     )

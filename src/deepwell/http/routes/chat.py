@@ -9,9 +9,9 @@ from deepwell.dialects import openai
 from deepwell.http import sse
 from deepwell.http.auth import AuthenticatedCaller
 from deepwell.http.body import parse
-from deepwell.http.disconnect import json_unless_disconnected
 from deepwell.http.openapi import json_body
-from deepwell.http.state import services
+from deepwell.http.replies import json_reply
+from deepwell.http.state import services, trace
 from deepwell.vocabulary import Caller
 
 router = APIRouter()
@@ -31,7 +31,9 @@ async def beta_chat_completions(request: Request, caller: AuthenticatedCaller) -
 
 async def _chat(request: Request, caller: Caller, *, beta: bool) -> Response:
     body = await parse(request, openai.ChatCompletionRequest)
-    events = await services(request).gateway.chat(openai.to_request(body, beta=beta), caller)
+    events = await services(request).gateway.chat(
+        openai.to_request(body, beta=beta), caller, trace(request)
+    )
     if body.stream:
         return sse.stream(events, openai.ChunkEncoder(include_usage=body.include_usage).encode)
-    return await json_unless_disconnected(request, events, openai.collect)
+    return await json_reply(request, events, openai.collect)

@@ -14,9 +14,9 @@ from deepwell.errors import InvalidRequest
 from deepwell.http import sse
 from deepwell.http.auth import AuthenticatedCaller
 from deepwell.http.body import parse
-from deepwell.http.disconnect import json_unless_disconnected
 from deepwell.http.openapi import json_body
-from deepwell.http.state import services
+from deepwell.http.replies import json_reply
+from deepwell.http.state import services, trace
 
 router = APIRouter()
 base_router = APIRouter()
@@ -26,7 +26,9 @@ FIM_BODY = json_body(completions.CompletionRequest)
 @router.post("/completions", response_model=None, openapi_extra=FIM_BODY)
 async def fim_completions(request: Request, caller: AuthenticatedCaller) -> Response:
     body = await parse(request, completions.CompletionRequest)
-    events = await services(request).gateway.complete(completions.to_request(body), caller)
+    events = await services(request).gateway.complete(
+        completions.to_request(body), caller, trace(request)
+    )
     with_logprobs = body.logprobs is not None
     if body.stream:
         encoder = completions.ChunkEncoder(
@@ -34,7 +36,7 @@ async def fim_completions(request: Request, caller: AuthenticatedCaller) -> Resp
         )
         return sse.stream(events, encoder.encode)
     fold = functools.partial(completions.collect, with_logprobs=with_logprobs)
-    return await json_unless_disconnected(request, events, fold)
+    return await json_reply(request, events, fold)
 
 
 @base_router.post("/completions", response_model=None)

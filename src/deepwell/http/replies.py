@@ -1,0 +1,80 @@
+"""A non-stream reply: one JSON body folded from a generation's events.
+
+A request that starts at once gets an ordinary JSON response, with its real status if
+it fails. A request that has to wait in the queue has its ``200`` committed at its
+first keep-alive, then hears a blank line every keep-alive until its JSON body (JSON
+parsers skip the leading whitespace); an error after that point can only be the body.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Coroutine
+from contextlib import aclosing
+from typing import Any, TypeVar
+
+from fastapi import Request, Response
+from fastapi.responses import JSONResponse
+
+from deepwell.core.events import KeepAlive
+from deepwell.errors import DeepwellError
+from deepwell.http.disconnect import CLIENT_CLOSED_REQUEST, ClientDisconnected, unless_disconnected
+from deepwell.http.sse import Events, EventStream
+
+log = logging.getLogger(__name__)
+
+E = TypeVar("E")
+Fold = Callable[[AsyncIterable[E]], Coroutine[Any, Any, dict[str, Any]]]
+
+JSON = "application/json"
+
+
+async def json_reply(request: Request, events: Events[Any], fold: Fold[E]) -> Response:
+    """The JSON body ``fold`` makes of ``events`` (``E`` or ``KeepAlive``, typed ``Any``
+    as in ``sse.stream``); a client gone first gets nothing (499) and its generation is
+    aborted."""
+    items = aiter(events)
+    try:
+        first = await unless_disconnected(request, anext(items))
+    except ClientDisconnected:
+        await events.aclose()
+        return Response(status_code=CLIENT_CLOSED_REQUEST)
+    except BaseException:
+        await events.aclose()
+        raise
+    if isinstance(first, KeepAlive):
+        return EventStream(_waited(items, fold), events, media_type=JSON)
+    async with aclosing(events):
+        try:
+            result = await unless_disconnected(request, fold(_chain(first, items)))
+        except ClientDisconnected:
+            return Response(status_code=CLIENT_CLOSED_REQUEST)
+    return JSONResponse(result)
+
+
+async def _waited(items: AsyncIterator[E | KeepAlive], fold: Fold[E]) -> AsyncIterator[bytes]:
+    """The body of a reply committed while it waited: blank lines, then the JSON."""
+    yield b"\n"
+    try:
+        async for event in items:
+            if isinstance(event, KeepAlive):
+                yield b"\n"
+                continue
+            result = await fold(_chain(event, items))
+            break
+        else:  # pragma: no cover - a generation always ends with an event or an error
+            raise DeepwellError("The generation ended without a reply.")
+    except DeepwellError as exc:
+        result = exc.envelope()
+    except Exception:
+        log.exception("reply failed")
+        result = DeepwellError("The server had an error while processing your request.").envelope()
+    yield json.dumps(result, ensure_ascii=False).encode()
+
+
+async def _chain(first: E, rest: AsyncIterator[E | KeepAlive]) -> AsyncIterator[E]:
+    yield first
+    async for event in rest:
+        if not isinstance(event, KeepAlive):
+            yield event
