@@ -1,4 +1,5 @@
-"""``deepwell accounts`` (top-ups, balances) and ``deepwell usage`` (the ledger by day)."""
+"""``deepwell accounts`` (top-ups, balances, concurrency limits) and ``deepwell usage`` (the
+ledger by day)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from rich import box
 from rich.table import Table
 from rich.text import Text
 
+from deepwell.accounts.limits import LimitStore
 from deepwell.billing.balances import AccountBalances, BalanceInfo, Balances
 from deepwell.billing.usage import UsageRow, usage_report
 from deepwell.cli.common import (
@@ -23,6 +25,9 @@ from deepwell.cli.common import (
     stdout,
     with_database,
 )
+from deepwell.limits.policy import ALL_MODELS, configured, for_balance
+from deepwell.settings import Settings
+from deepwell.store.db import Database
 
 
 def add_accounts(commands: Subcommands, common: argparse.ArgumentParser) -> None:
@@ -46,6 +51,22 @@ def add_accounts(commands: Subcommands, common: argparse.ArgumentParser) -> None
     listing = actions.add_parser("list", parents=parents, help="every account's balance")
     listing.set_defaults(handler=_list)
 
+    limit = actions.add_parser(
+        "limit", parents=parents, help="an account's own limit on requests open at once"
+    )
+    limit.add_argument("name", metavar="NAME", help="the account")
+    value = limit.add_mutually_exclusive_group(required=True)
+    value.add_argument(
+        "--concurrency", type=_concurrency, metavar="N", help="requests open at once (1 or more)"
+    )
+    value.add_argument(
+        "--clear", action="store_true", help="remove the override: the configured limit applies"
+    )
+    limit.add_argument(
+        "--model", default=ALL_MODELS, metavar="ID", help="a public model id (default: every model)"
+    )
+    limit.set_defaults(handler=_limit)
+
 
 def add_usage(commands: Subcommands, common: argparse.ArgumentParser) -> None:
     usage = commands.add_parser(
@@ -65,6 +86,18 @@ def _amount(text: str) -> Decimal:
     if not amount.is_finite() or amount <= 0:
         raise argparse.ArgumentTypeError(f"the amount must be positive: {text!r}")
     return amount
+
+
+def _concurrency(text: str) -> int:
+    try:
+        concurrency = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if concurrency < 1:
+        raise argparse.ArgumentTypeError(
+            f"the concurrency must be at least 1 (--clear removes the override): {text!r}"
+        )
+    return concurrency
 
 
 # Commands
@@ -98,13 +131,44 @@ def _topup(args: argparse.Namespace) -> None:
 
 def _balance(args: argparse.Namespace) -> None:
     settings = settings_from(args.config)
-    found = with_database(settings, lambda db: Balances(db).named(args.name))
+    found, overrides = with_database(settings, lambda db: _standing(db, args.name))
     if args.json:
-        print_json(_account_json(found))
-    elif found.balances:
+        print_json({**_account_json(found), "concurrency": _effective(settings, found, overrides)})
+        return
+    if found.balances:
         stdout().print(_balances_table((found.account, b) for b in found.balances))
     else:
         stdout().print(Text(f"{found.account} has no balance."))
+    _print_limits(settings, found, overrides)
+
+
+def _limit(args: argparse.Namespace) -> None:
+    settings = settings_from(args.config)
+    model = _limited_model(settings, args.model)
+    concurrency: int | None = None if args.clear else args.concurrency
+
+    async def apply(database: Database) -> tuple[AccountBalances, dict[str, int]]:
+        await LimitStore(database).set(args.name, concurrency, model)
+        return await _standing(database, args.name)
+
+    found, overrides = with_database(settings, apply)
+    if args.json:
+        print_json(
+            {
+                "account": found.account,
+                "model": model,
+                "override": concurrency,
+                "overrides": overrides,
+                "concurrency": _effective(settings, found, overrides),
+            }
+        )
+        return
+    scope = "every model" if model == ALL_MODELS else model
+    if concurrency is None:
+        stdout().print(Text(f"Removed {found.account}'s own limit on {scope}."))
+    else:
+        stdout().print(Text(f"{found.account}: at most {concurrency} at once on {scope}."))
+    _print_limits(settings, found, overrides)
 
 
 def _list(args: argparse.Namespace) -> None:
@@ -134,6 +198,56 @@ def _usage(args: argparse.Namespace) -> None:
         stdout().print(_usage_table(rows))
     else:
         stdout().print("No usage.")
+
+
+# Concurrency limits
+
+
+async def _standing(database: Database, name: str) -> tuple[AccountBalances, dict[str, int]]:
+    """The balances and concurrency overrides of the account ``name``."""
+    found = await Balances(database).named(name)
+    return found, await LimitStore(database).overrides(found.account_id)
+
+
+def _limited_model(settings: Settings, model: str) -> str:
+    """``model`` if an override may name it: a public model id, or ``ALL_MODELS``."""
+    if model == ALL_MODELS or model in settings.models:
+        return model
+    known = ", ".join([*settings.models, ALL_MODELS])
+    raise CommandFailed(f"not a public model id: {model!r} (one of: {known})")
+
+
+def _available(settings: Settings, found: AccountBalances) -> Decimal | None:
+    """What the account may still hold in the billing currency; None with billing off."""
+    if not settings.billing.enabled:
+        return None
+    infos = [b for b in found.balances if b.currency == settings.billing.currency]
+    return sum((b.total - b.held for b in infos), Decimal(0))
+
+
+def _effective(
+    settings: Settings, found: AccountBalances, overrides: dict[str, int]
+) -> dict[str, int]:
+    """The account's limit on each public model, its balance taken into account."""
+    available = _available(settings, found)
+    return {
+        model: for_balance(settings, configured(settings, model, overrides), available)
+        for model in settings.models
+    }
+
+
+def _print_limits(settings: Settings, found: AccountBalances, overrides: dict[str, int]) -> None:
+    effective = _effective(settings, found, overrides)
+    table = _table("MODEL", "CONCURRENCY")
+    for model, limit in effective.items():
+        table.add_row(Text(model), str(limit))
+    stdout().print(table)
+    if any(limit < configured(settings, m, overrides) for m, limit in effective.items()):
+        low = settings.limits.concurrency.low_balance
+        currency = settings.billing.currency
+        stdout().print(
+            Text(f"Lowered for a low balance: under {_plain(low)} {currency} available.")
+        )
 
 
 # Rendering

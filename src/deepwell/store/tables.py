@@ -9,7 +9,17 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from sqlalchemy import BigInteger, Boolean, DateTime, Dialect, ForeignKey, Integer, MetaData, String
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    CheckConstraint,
+    DateTime,
+    Dialect,
+    ForeignKey,
+    Integer,
+    MetaData,
+    String,
+)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
 
@@ -156,3 +166,16 @@ class LedgerEntry(Base):
     duration_ms: Mapped[int] = mapped_column(Integer)
     started_at: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)
     finished_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class ConcurrencyLimit(Base):
+    """An account's own limit on the requests it may have open at once on one public
+    model, or on every model when ``model`` is ``"*"`` (see ``deepwell.limits.policy``)."""
+
+    __tablename__ = "concurrency_limits"
+    __table_args__ = (CheckConstraint("concurrency >= 1", name="concurrency_positive"),)
+
+    account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id"), primary_key=True)
+    model: Mapped[str] = mapped_column(String(NAME_LENGTH), primary_key=True)
+    concurrency: Mapped[int] = mapped_column(Integer)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime())

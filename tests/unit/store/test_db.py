@@ -3,16 +3,28 @@
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Callable
 from pathlib import Path
 
+from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import Connection, inspect, text
+from sqlalchemy.ext.asyncio import create_async_engine
 
-from deepwell.store.db import MIGRATIONS_DIR, open_database
+from deepwell.store.db import MIGRATIONS_DIR, alembic_config, open_database
 from deepwell.store.tables import Base
 
-TABLES = ["accounts", "alembic_version", "api_keys", "balances", "credits", "holds", "ledger"]
+TABLES = [
+    "accounts",
+    "alembic_version",
+    "api_keys",
+    "balances",
+    "concurrency_limits",
+    "credits",
+    "holds",
+    "ledger",
+]
 """Every table the migrations create, by name."""
 
 
@@ -46,7 +58,35 @@ async def test_migrations_run_twice_are_idempotent(database_url: str) -> None:
         async with database.engine.connect() as connection:
             version = await connection.scalar(text("SELECT version_num FROM alembic_version"))
         await database.close()
-        assert version == "0002"
+        assert version == "0003"
+
+
+def _migrate(direction: str, revision: str) -> Callable[[Connection], None]:
+    def run(connection: Connection) -> None:
+        config = alembic_config()
+        config.attributes["connection"] = connection
+        getattr(command, direction)(config, revision)
+
+    return run
+
+
+async def test_limits_migrate_up_and_down_on_existing_data(database_url: str) -> None:
+    engine = create_async_engine(database_url)
+    try:
+        async with engine.begin() as connection:
+            await connection.run_sync(_migrate("upgrade", "0002"))
+            await connection.execute(
+                text("INSERT INTO accounts (name, created_at) VALUES ('alice', CURRENT_TIMESTAMP)")
+            )
+    finally:
+        await engine.dispose()
+    async with await open_database(database_url) as database:
+        async with database.engine.begin() as connection:
+            assert "concurrency_limits" in await connection.run_sync(_table_names)
+            assert await connection.scalar(text("SELECT name FROM accounts")) == "alice"
+            await connection.run_sync(_migrate("downgrade", "0002"))
+        async with database.engine.connect() as connection:
+            assert "concurrency_limits" not in await connection.run_sync(_table_names)
 
 
 async def test_models_match_migrations(database_url: str) -> None:
