@@ -22,12 +22,15 @@ LOWER = (
     "accounts/",
     "cache/",
     "billing/",
+    "limits/",
     "models/",
+    "metrics/",
     "store/",
     "vocabulary.py",
     "errors.py",
     "settings.py",
     "files.py",
+    "logs.py",
 )
 UPPER = ("deepwell.core", "deepwell.dialects", "deepwell.http", "deepwell.app", "deepwell.cli")
 
@@ -68,8 +71,9 @@ RULES = (
         allowed=("engine/constraints.py", "engine/llamacpp/"),
     ),
     Rule(
-        "the lower layers (chat, engine, accounts, cache, billing, models, store, vocabulary, "
-        "errors, settings, files) import nothing from core, dialects, http, app or cli",
+        "the lower layers (chat, engine, accounts, cache, billing, models, metrics, store, "
+        "vocabulary, errors, settings, files, logs) import nothing from core, dialects, http, "
+        "app or cli",
         forbidden=UPPER,
         scope=LOWER,
     ),

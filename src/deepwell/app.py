@@ -12,6 +12,7 @@ from fastapi import FastAPI
 
 from deepwell import __version__
 from deepwell.accounts.keys import KeyStore
+from deepwell.accounts.limits import LimitStore
 from deepwell.billing.balances import Balances
 from deepwell.billing.ledger import Ledger
 from deepwell.billing.prices import PriceBook
@@ -76,7 +77,9 @@ def create_app(
                 Admission(
                     settings,
                     LocalLimiter(),
-                    Overrides(overrides) if overrides is not None else None,
+                    Overrides(
+                        overrides if overrides is not None else LimitStore(await store.database())
+                    ),
                 ),
                 await _queues(settings, live),
                 currency=settings.billing.currency,

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import logging
 import socket
+from typing import Any
 
 import uvicorn
-from fastapi import FastAPI
 
 from deepwell.app import create_app
 from deepwell.http.state import Services
@@ -27,7 +27,7 @@ SHUTDOWN_MARGIN_S = 5.0
 class _Server(uvicorn.Server):
     """uvicorn's server, which drains the gateway before it waits for connections."""
 
-    def __init__(self, config: uvicorn.Config, app: FastAPI, drain_s: float) -> None:
+    def __init__(self, config: uvicorn.Config, app: Any, drain_s: float) -> None:
         super().__init__(config)
         self._app = app
         self._drain_s = drain_s

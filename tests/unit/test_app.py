@@ -110,7 +110,7 @@ async def test_engines_are_loaded_per_backing_model_and_closed(
 ) -> None:
     loaded: list[tuple[str, ClosingEngine]] = []
 
-    def load(name: str, settings: Settings) -> ClosingEngine:
+    def load(name: str, settings: Settings, **options: object) -> ClosingEngine:
         assert settings.data_dir == tmp_path
         engine = ClosingEngine()
         loaded.append((name, engine))
