@@ -106,9 +106,16 @@ class ModelInfo:
     context_length: int
 
 
+# "restarting": the engine is rebuilding itself after an internal failure and will be
+# ready again; "failed": it could not, and serves nothing.
+EngineState = Literal["ready", "restarting", "failed"]
+
+
 @dataclass(frozen=True, slots=True)
 class EngineHealth:
-    state: Literal["ready", "failed"]
+    """An engine's state and load; ``restarts`` counts recoveries from internal failures."""
+
+    state: EngineState
     sequences_busy: int
     sequences_total: int
     queue_length: int
@@ -116,6 +123,7 @@ class EngineHealth:
     kv_total: int
     prefix_reused_tokens: int = 0
     cache: dict[str, dict[str, int]] = field(default_factory=dict)
+    restarts: int = 0
 
 
 class Engine(Protocol):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+from collections.abc import Callable
 from pathlib import Path
 
 from deepwell.cache.prefixes import PrefixCache
@@ -18,8 +19,18 @@ from deepwell.settings import BackingModel, Settings
 log = logging.getLogger(__name__)
 
 
-def load_engine(name: str, settings: Settings, *, progress: bool = True) -> Engine:
-    """Make the backing model's file ready (assembling it on first use) and load it."""
+def load_engine(
+    name: str,
+    settings: Settings,
+    *,
+    progress: bool = True,
+    on_fatal: Callable[[BaseException], None] | None = None,
+) -> Engine:
+    """Make the backing model's file ready (assembling it on first use) and load it.
+
+    ``on_fatal`` is called, on a worker thread, if the engine fails and cannot rebuild
+    itself (see ``LlamaCppEngine``); the engine is then useless for good.
+    """
     backing = settings.backing_models.get(name)
     if backing is None:
         raise ConfigurationError(f"no backing model named {name!r} is configured")
@@ -33,7 +44,12 @@ def load_engine(name: str, settings: Settings, *, progress: bool = True) -> Engi
             settings.data_dir / "cache" / name,
         )
     return LlamaCppEngine(
-        name, path, settings.engine, context_length=backing.context_length, cache=cache
+        name,
+        path,
+        settings.engine,
+        context_length=backing.context_length,
+        cache=cache,
+        on_fatal=on_fatal,
     )
 
 

@@ -6,6 +6,10 @@ once, and samples every sequence whose logits it produced. All llama.cpp calls o
 context happen on this thread; other threads talk to it only through ``submit`` and
 ``cancel``, and hear back through each sequence's ``emit`` callback.
 
+If a step raises, the thread ends: every sequence it holds or was sent ends with
+``insufficient_system_resource``, later submissions are refused, and ``on_failure`` tells
+the owner, who may build a fresh scheduler (``LlamaCppEngine`` does).
+
 KV cells live in *slots*, one per llama.cpp sequence id. A slot keeps its tokens' KV
 after its request ends, so a later request of the same namespace whose prompt starts
 with those tokens reuses them (the prefix is shared with ``llama_memory_seq_cp`` when it
@@ -118,10 +122,22 @@ Command = tuple[Literal["submit", "cancel"], EngineSequence] | tuple[Literal["st
 
 
 class Scheduler:
-    """Runs sequences on one context. ``start`` once, ``stop`` once."""
+    """Runs sequences on one context. ``start`` once, ``stop`` once.
+
+    ``on_failure`` is called on the scheduler thread when a step raises, before the thread
+    ends its sequences; it must not block. ``fail_at_step`` is a test hook: that step (counted
+    from 1 at the start) fails as a broken ``llama_decode`` does. ``settings.fail_at_step`` is
+    not read here; the engine passes it to its first scheduler only.
+    """
 
     def __init__(
-        self, model: LlamaModel, settings: EngineSettings, cache: PrefixCache | None = None
+        self,
+        model: LlamaModel,
+        settings: EngineSettings,
+        cache: PrefixCache | None = None,
+        *,
+        on_failure: Callable[[BaseException], None] | None = None,
+        fail_at_step: int | None = None,
     ) -> None:
         self._model = model
         self._settings = settings
@@ -135,10 +151,16 @@ class Scheduler:
         self._n_batch = settings.n_batch
         self._batch = llama_cpp.llama_batch_init(self._n_batch, 0, 1)
         self._commands: queue.SimpleQueue[Command] = queue.SimpleQueue()
+        # Held to put a command or to refuse commands for good, so none is left unread.
+        self._gate = threading.Lock()
+        self._closed = False
         self._waiting: deque[EngineSequence] = deque()
         self._running: list[EngineSequence] = []
         self._slots = SlotTable(settings.n_seq_max)
         self._thread = threading.Thread(target=self._run, name="deepwell-engine", daemon=True)
+        self._on_failure = on_failure
+        self._fail_at_step = fail_at_step
+        self._steps = 0
         self.reused_tokens = 0
         self.failed = False
 
@@ -158,16 +180,27 @@ class Scheduler:
         llama_cpp.llama_decode(self._ctx, self._batch)
         llama_cpp.llama_memory_seq_rm(self._memory, self._scratch, -1, -1)
 
-    def submit(self, seq: EngineSequence) -> None:
-        self._commands.put(("submit", seq))
+    def submit(self, seq: EngineSequence) -> bool:
+        """Queue ``seq``; False, queuing nothing, once the thread has ended (it failed or
+        was stopped)."""
+        return self._send(("submit", seq))
 
     def cancel(self, seq: EngineSequence) -> None:
-        self._commands.put(("cancel", seq))
+        """End ``seq`` at the start of the next step; a no-op for a sequence that ended."""
+        self._send(("cancel", seq))
+
+    def _send(self, command: Command) -> bool:
+        with self._gate:
+            if self._closed:
+                return False
+            self._commands.put(command)
+            return True
 
     def stop(self) -> None:
-        """Stop the thread, end every sequence, and free the context."""
+        """Stop the thread, end every sequence, and free the context. Also frees the
+        context of a scheduler whose thread failed or never started."""
         if self._thread.is_alive():
-            self._commands.put(("stop", None))
+            self._send(("stop", None))
             self._thread.join()
         self._free()
 
@@ -188,33 +221,53 @@ class Scheduler:
                 self._admit()
                 if self._running:
                     self._step()
-        except Exception:
+        except Exception as exc:
             log.exception("engine thread failed")
             self.failed = True
+            if self._on_failure is not None:
+                self._on_failure(exc)
         finally:
-            for seq in [*self._running, *self._waiting]:
-                seq.emit(End("insufficient_system_resource"))
-            for seq in list(self._running):
-                self._release(seq)
-            while self._waiting:
-                self._drop(self._waiting[0])
+            self._close()
+
+    def _close(self) -> None:
+        """Refuse commands from now on, then end every sequence the thread holds or was
+        sent, freeing its sampler chain and slot."""
+        with self._gate:
+            self._closed = True
+        while True:
+            try:
+                self._apply(self._commands.get_nowait())
+            except queue.Empty:
+                break
+        for seq in [*self._running, *self._waiting]:
+            seq.emit(End("insufficient_system_resource"))
+        for seq in list(self._running):
+            self._release(seq)
+        while self._waiting:
+            self._drop(self._waiting[0])
 
     def _take_commands(self) -> bool:
         """Apply pending commands; wait for one when idle. False means stop."""
         block = not self._running and not self._waiting
         while True:
             try:
-                kind, seq = self._commands.get(block=block)
+                command = self._commands.get(block=block)
             except queue.Empty:
                 return True
             block = False
-            if kind == "stop":
+            if not self._apply(command):
                 return False
-            assert seq is not None
-            if kind == "submit":
-                self._waiting.append(seq)
-            else:
-                self._drop(seq)
+
+    def _apply(self, command: Command) -> bool:
+        """Carry out one command; False for ``stop``."""
+        kind, seq = command
+        if seq is None:
+            return False
+        if kind == "submit":
+            self._waiting.append(seq)
+        else:
+            self._drop(seq)
+        return True
 
     def _drop(self, seq: EngineSequence) -> None:
         if seq in self._running:
@@ -246,12 +299,15 @@ class Scheduler:
                 self._clear(slot)
             if not room.enough and self._running:
                 return
-            self._waiting.popleft()
+            # The KV work comes first, so a sequence is always waiting or running, even
+            # if llama.cpp raises in between.
             if restore is not None and self._restore(target, seq, restore):
-                self._start(seq, target, len(target.tokens))
+                reused = len(target.tokens)
             else:
                 self._share(target, source, common)
-                self._start(seq, target, common)
+                reused = common
+            self._waiting.popleft()
+            self._start(seq, target, reused)
 
     def _restore(self, target: Slot, seq: EngineSequence, restore: Restore) -> bool:
         """Load a saved prefix state into ``target`` and keep the part of it that begins
@@ -330,7 +386,7 @@ class Scheduler:
             self._running, n_batch=self._n_batch, prefill_chunk=self._settings.prefill_chunk
         )
         self._fill_batch(plan)
-        status = llama_cpp.llama_decode(self._ctx, self._batch)
+        status = self._decode()
         if status != 0:
             self._on_decode_failure(status, [member.seq for member in plan.members])
             return
@@ -339,6 +395,15 @@ class Scheduler:
         for member in plan.members:
             if member.batch_index is not None:
                 self._sample(member.seq, member.batch_index)
+
+    def _decode(self) -> int:
+        """``llama_decode`` on the step's batch, unless the ``fail_at_step`` hook makes this
+        step fail as a broken decode does (status -1, an invalid batch)."""
+        self._steps += 1
+        if self._steps == self._fail_at_step:
+            log.warning("engine.fail_at_step: failing step %d on purpose", self._steps)
+            return -1
+        return int(llama_cpp.llama_decode(self._ctx, self._batch))
 
     def _fill_batch(self, plan: BatchPlan[EngineSequence]) -> None:
         for i, entry in enumerate(plan.entries):

@@ -1,4 +1,8 @@
-"""``GET /health``: liveness and the engines' state. No key needed."""
+"""``GET /health``: liveness and the engines' state. No key needed.
+
+200 only while every engine is ``ready``; an engine ``restarting`` after a failure, or
+``failed`` for good, makes it a 503.
+"""
 
 from __future__ import annotations
 
