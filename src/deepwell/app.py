@@ -24,7 +24,7 @@ from deepwell.core.gateway import Gateway, Wallet
 from deepwell.core.service import GenerationService
 from deepwell.engine.base import Engine
 from deepwell.engine.loader import load_engine
-from deepwell.http import errors, openapi
+from deepwell.http import errors, observability, openapi
 from deepwell.http.routes import chat, completions, health, models, user
 from deepwell.http.state import BalanceLookup, KeyLookup, Services
 from deepwell.limits.concurrency import LocalLimiter
@@ -85,6 +85,7 @@ def create_app(
                 currency=settings.billing.currency,
                 block_tokens=settings.cache.block_tokens,
                 queue=settings.queue,
+                observer=observer,
             )
             stack.push_async_callback(gateway.close)
             app.state.services = Services(
@@ -96,12 +97,16 @@ def create_app(
                 charging=settings.billing.enabled,
                 currency=settings.billing.currency,
                 limits=settings.limits,
+                observer=observer,
+                admin_token=settings.admin_token,
+                private_details=settings.metrics.require_admin,
             )
             yield
 
     app = FastAPI(title="deepwell", version=__version__, lifespan=lifespan)
     errors.install(app)
     openapi.install(app)
+    observer = observability.install(app, settings)
     for prefix in OPENAI_PREFIXES:
         app.include_router(chat.router, prefix=prefix)
         app.include_router(models.router, prefix=prefix)

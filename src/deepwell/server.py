@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import logging
 import socket
+from types import FrameType
 from typing import Any
 
 import uvicorn
 
+from deepwell import logs
 from deepwell.app import create_app
 from deepwell.http.state import Services
 from deepwell.settings import Settings
@@ -38,6 +40,12 @@ class _Server(uvicorn.Server):
         self.fatal = error
         self.should_exit = True
 
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        super().handle_exit(sig, frame)
+        # uvicorn raises the signal again once it has shut down, so that the process ends
+        # by it; a drained shutdown is a clean exit (status 0) instead.
+        self._captured_signals.clear()
+
     async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
         services: Services | None = getattr(self._app.state, "services", None)
         if services is not None:
@@ -47,9 +55,7 @@ class _Server(uvicorn.Server):
 
 def run(settings: Settings) -> None:
     """Serve until interrupted; exit 1 if an engine failed beyond repair."""
-    logging.basicConfig(
-        level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    logs.configure(settings.log_level, settings.log_format)
     server: _Server | None = None
 
     def on_fatal(error: BaseException) -> None:
@@ -63,6 +69,9 @@ def run(settings: Settings) -> None:
         host=settings.host,
         port=settings.port,
         log_level=settings.log_level,
+        # deepwell's logging throughout, and its own line per request (http.requestlog).
+        log_config=None,
+        access_log=False,
         timeout_graceful_shutdown=int(settings.drain_timeout_s + SHUTDOWN_MARGIN_S),
     )
     server = _Server(config, app, settings.drain_timeout_s)

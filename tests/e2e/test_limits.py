@@ -12,6 +12,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -58,13 +59,23 @@ def body(max_tokens: int, *, stream: bool) -> dict[str, Any]:
     }
 
 
-def sdk(server: Server, key: str) -> openai.OpenAI:
-    return openai.OpenAI(api_key=key, base_url=server.base_url, max_retries=0)
+def sdk_body(max_tokens: int, *, stream: bool) -> dict[str, Any]:
+    """``body`` as keyword arguments of the SDK (DeepSeek's fields go as ``extra_body``)."""
+    fields = body(max_tokens, stream=stream)
+    del fields["thinking"]
+    return {**fields, "extra_body": PLAIN}
+
+
+@contextmanager
+def sdk(server: Server, key: str) -> Iterator[Any]:
+    """The chat completions of an SDK client with ``key``, closed after use."""
+    with openai.OpenAI(api_key=key, base_url=server.base_url, max_retries=0) as client:
+        yield client.chat.completions
 
 
 def raw_stream(server: Server, key: str, max_tokens: int, started: threading.Event) -> list[str]:
-    """The lines of a streamed reply, read as they come; ``started`` is set at the first
-    line of data."""
+    """The lines of a streamed reply but blank ones, read as they come; ``started`` is set
+    at the first line of data."""
     lines: list[str] = []
     headers = {"Authorization": f"Bearer {key}"}
     with httpx.stream(
@@ -78,13 +89,20 @@ def raw_stream(server: Server, key: str, max_tokens: int, started: threading.Eve
         for line in response.iter_lines():
             if line.startswith("data:"):
                 started.set()
-            lines.append(line)
+            if line:
+                lines.append(line)
     return lines
+
+
+def queued(server: Server) -> int:
+    (queue,) = httpx.get(f"{server.base_url}/health", timeout=5).json()["queues"].values()
+    waiting: int = queue["waiting"]
+    return waiting
 
 
 def wait_queued(server: Server, waiting: int) -> None:
     deadline = time.monotonic() + 30
-    while server.engine_health()["queue_length"] < waiting and time.monotonic() < deadline:
+    while queued(server) < waiting and time.monotonic() < deadline:
         time.sleep(0.05)
 
 
@@ -105,22 +123,24 @@ def test_limits_queue_and_keepalive(one_sequence: Server) -> None:
         assert running.wait(60)
 
         # A second request of account la waits, as a non-stream reply through the SDK.
-        raw = sdk(server, a).chat.completions.with_raw_response
-        waiting_a: Future[tuple[Any, float]] = pool.submit(
-            stamped(lambda: raw.create(**body(8, stream=False)))
-        )
-        time.sleep(0.5)
+        def sdk_waiting() -> Any:
+            with sdk(server, a) as chat:
+                return chat.with_raw_response.create(**sdk_body(8, stream=False))
+
+        waiting_a: Future[tuple[Any, float]] = pool.submit(stamped(sdk_waiting))
+        wait_queued(server, 1)
 
         # Its third is over the limit of 2.
-        with pytest.raises(openai.RateLimitError) as limited:
-            sdk(server, a).chat.completions.create(**body(8, stream=False))
+        with sdk(server, a) as chat, pytest.raises(openai.RateLimitError) as limited:
+            chat.create(**sdk_body(8, stream=False))
         message = limited.value.body["message"]  # type: ignore[index]
         assert "current concurrency is 3" in message
         assert "limit of 2" in message
 
         # Other accounts are queued: a stream through the SDK, a raw stream.
         def sdk_stream() -> list[Any]:
-            return list(sdk(server, b).chat.completions.create(**body(8, stream=True)))
+            with sdk(server, b) as chat:
+                return list(chat.create(**sdk_body(8, stream=True)))
 
         streamed_b = pool.submit(stamped(sdk_stream))
         raw_c = pool.submit(stamped(lambda: raw_stream(server, c, 8, threading.Event())))
@@ -128,8 +148,8 @@ def test_limits_queue_and_keepalive(one_sequence: Server) -> None:
 
         # The queue (3) is full: 503 at once.
         began = time.monotonic()
-        with pytest.raises(openai.InternalServerError) as overloaded:
-            sdk(server, d).chat.completions.create(**body(8, stream=False))
+        with sdk(server, d) as chat, pytest.raises(openai.InternalServerError) as overloaded:
+            chat.create(**sdk_body(8, stream=False))
         assert overloaded.value.status_code == 503
         assert time.monotonic() - began < 5
 

@@ -6,11 +6,13 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from fastapi import Request
+from pydantic import SecretStr
 
 from deepwell.billing.balances import BalanceInfo
 from deepwell.core.gateway import Gateway
 from deepwell.core.observer import Trace
 from deepwell.engine.base import Engine
+from deepwell.metrics import PrometheusObserver
 from deepwell.models.registry import ModelRegistry
 from deepwell.settings import RequestLimits
 from deepwell.vocabulary import Caller
@@ -35,6 +37,11 @@ class Services:
     charging: bool
     currency: str
     limits: RequestLimits = field(default_factory=RequestLimits)
+    # Prometheus metrics; None when ``metrics.enabled`` is off.
+    observer: PrometheusObserver | None = None
+    # With ``private_details``, ``/health`` shows its details to the admin token only.
+    admin_token: SecretStr | None = None
+    private_details: bool = False
 
 
 def services(request: Request) -> Services:

@@ -1,6 +1,8 @@
-"""``GET /health``: liveness and the engines' state. No key needed.
+"""``GET /health``: liveness, the engines' state and the queues in front of them. No key
+needed.
 
-200 only while every engine is ``ready``; an engine ``restarting`` after a failure, or
+With ``metrics.require_admin``, only the admin token sees more than the status. 200 only
+while every engine is ``ready``; an engine ``restarting`` after a failure, or
 ``failed`` for good, makes it a 503.
 """
 
@@ -12,6 +14,7 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
+from deepwell.http.admin import is_admin
 from deepwell.http.state import services
 
 router = APIRouter()
@@ -19,9 +22,13 @@ router = APIRouter()
 
 @router.get("/health")
 async def health(request: Request) -> JSONResponse:
+    found = services(request)
     engines: dict[str, Any] = {}
-    for name, engine in services(request).engines.items():
+    for name, engine in found.engines.items():
         engines[name] = asdict(await engine.health())
     ready = all(e["state"] == "ready" for e in engines.values())
-    body = {"status": "ok" if ready else "degraded", "engines": engines}
+    body: dict[str, Any] = {"status": "ok" if ready else "degraded"}
+    if not found.private_details or is_admin(request, found.admin_token):
+        queues = {name: asdict(stats) for name, stats in found.gateway.queues().items()}
+        body |= {"engines": engines, "queues": queues}
     return JSONResponse(body, status_code=200 if ready else 503)
