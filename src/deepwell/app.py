@@ -165,6 +165,7 @@ async def _queues(settings: Settings, engines: dict[str, Engine]) -> dict[str, F
             (await engine.health()).sequences_total,
             max_requests=queue.max_requests,
             max_prompt_tokens=queue.max_prompt_tokens,
+            reserve_s=queue.reserve_s,
         )
         for name, engine in engines.items()
     }

@@ -266,13 +266,16 @@ class QueueSettings(BaseModel):
 
     Past ``max_requests`` waiting requests, or ``max_prompt_tokens`` of their prompts,
     a new request gets 503 at once. A waiting request gets a keep-alive every
-    ``keepalive_s`` seconds, and an error if it has not started after ``max_wait_s``.
+    ``keepalive_s`` seconds, and an error if it has not started after ``max_wait_s``. An
+    account's fair share of the engine stays reserved for it ``reserve_s`` seconds after
+    its last request.
     """
 
     max_requests: int = Field(default=256, ge=0)
     max_prompt_tokens: int = Field(default=2_000_000, ge=0)
     keepalive_s: float = Field(default=5.0, gt=0)
     max_wait_s: float = Field(default=600.0, gt=0)
+    reserve_s: float = Field(default=2.0, ge=0)
 
 
 class MetricsSettings(BaseModel):

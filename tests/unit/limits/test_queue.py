@@ -92,3 +92,42 @@ async def test_wait_returns_when_the_turn_comes() -> None:
     assert not await second.wait(0.01)
     q.leave(first)
     assert await second.wait(1)
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_a_place_just_given_back_stays_reserved_for_its_account() -> None:
+    clock = Clock()
+    q = FairQueue(4, max_requests=10, max_prompt_tokens=1000, reserve_s=2, clock=clock)
+    light = [entered(q, 1), entered(q, 1)]
+    heavy = [entered(q, 2) for _ in range(5)]
+    assert [p.running for p in heavy] == [True, True, False, False, False]
+    q.leave(light[0])
+    assert not heavy[2].running  # the light account's share is kept for it
+    clock.now = 0.5
+    assert entered(q, 1).running  # its next request finds its place
+    q.leave(light[1])
+    clock.now = 3.0  # the light account has been quiet for longer than reserve_s
+    q.leave(heavy[0])
+    assert heavy[2].running
+    assert heavy[3].running
+
+
+def test_an_account_alone_uses_every_place() -> None:
+    q = queue(capacity=3)
+    assert all(entered(q, 1).running for _ in range(3))
+
+
+async def test_a_lapsed_reservation_lets_waiting_requests_run() -> None:
+    q = FairQueue(2, max_requests=10, max_prompt_tokens=1000, reserve_s=0.05)
+    light = entered(q, 1)
+    heavy = [entered(q, 2) for _ in range(3)]
+    q.leave(light)
+    assert not heavy[1].running
+    assert await heavy[1].wait(1)
