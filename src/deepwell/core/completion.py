@@ -84,6 +84,10 @@ class CompletionService:
         self._engines = engines
         self._formats = formats
 
+    def resolve(self, name: str) -> ResolvedModel:
+        """The public model a request names (a 400 for an unknown name)."""
+        return self._registry.resolve(name)
+
     def prepare(self, request: CompletionRequest, caller: Caller) -> PreparedCompletion:
         model = self._registry.resolve(request.model)
         fim = self._formats.get(model.backing)

@@ -70,7 +70,6 @@ class Job:
     max_tokens: int
     thinking: bool
     logprobs: bool = False
-    user_id: str | None = None
 
 
 class Generation(Generic[E]):
@@ -203,32 +202,47 @@ class Gateway:
     async def chat(
         self, request: GenerationRequest, caller: Caller, trace: Trace | None = None
     ) -> Generation[Event | KeepAlive]:
-        """Prepare and admit a chat reply; its errors (400, 402, 429, 503) are raised
-        here, before anything is sent."""
-        prepared = await asyncio.to_thread(self._chat.prepare, request, caller)
-        plan = prepared.plan.request
-        job = Job(
-            prepared.model,
-            len(plan.prompt),
-            plan.max_tokens,
-            prepared.thinking,
-            logprobs=plan.logprobs is not None,
-            user_id=request.user_id,
-        )
-        run = functools.partial(self._chat.run, prepared)
-        return await self._open(job, caller, run, trace)
+        """Admit and prepare a chat reply; its errors (400, 402, 429, 503) are raised
+        here, before anything is sent. The concurrency limit is checked first, so that a
+        client over it costs no rendering or tokenizing."""
+        model = self._chat.resolve(request.model)
+        entry = await self._enter(caller, model.id, request.user_id, trace)
+        try:
+            prepared = await asyncio.to_thread(self._chat.prepare, request, caller)
+            plan = prepared.plan.request
+            job = Job(
+                prepared.model,
+                len(plan.prompt),
+                plan.max_tokens,
+                prepared.thinking,
+                logprobs=plan.logprobs is not None,
+            )
+            run = functools.partial(self._chat.run, prepared)
+            return await self._open(job, caller, entry, run, trace)
+        except BaseException:
+            await self._admission.leave(entry)
+            raise
 
     async def complete(
         self, request: CompletionRequest, caller: Caller, trace: Trace | None = None
     ) -> Generation[CompletionEvent | KeepAlive]:
-        """Prepare and admit a FIM completion, as ``chat`` does."""
-        prepared = await asyncio.to_thread(self._completion.prepare, request, caller)
-        engine_request = prepared.engine_request
-        job = Job(
-            prepared.model, len(engine_request.prompt), engine_request.max_tokens, thinking=False
-        )
-        run = functools.partial(self._completion.run, prepared)
-        return await self._open(job, caller, run, trace)
+        """Admit and prepare a FIM completion, as ``chat`` does."""
+        model = self._completion.resolve(request.model)
+        entry = await self._enter(caller, model.id, None, trace)
+        try:
+            prepared = await asyncio.to_thread(self._completion.prepare, request, caller)
+            engine_request = prepared.engine_request
+            job = Job(
+                prepared.model,
+                len(engine_request.prompt),
+                engine_request.max_tokens,
+                thinking=False,
+            )
+            run = functools.partial(self._completion.run, prepared)
+            return await self._open(job, caller, entry, run, trace)
+        except BaseException:
+            await self._admission.leave(entry)
+            raise
 
     def queues(self) -> dict[str, QueueStats]:
         """Each backing model's queue, as it stands."""
@@ -268,19 +282,19 @@ class Gateway:
         self,
         job: Job,
         caller: Caller,
+        entry: Entry,
         run: Callable[[Meter], AsyncGenerator[E, None]],
         trace: Trace | None,
     ) -> Generation[Started | E | KeepAlive]:
+        """Queue and hold for a request counted under ``entry`` (which the caller gives
+        back if this raises)."""
         model = job.model.id
         trace = trace or Trace(str(uuid.uuid4()))
-        trace.account_id, trace.model = caller.account_id, model
         if self._draining:
             raise self._refuse(model, "shutting_down", Overloaded("The server is shutting down."))
-        entry = await self._enter(caller, model, job.user_id)
         queue = self._queues[job.model.backing]
         place = queue.enter(caller.account_id, job.prompt_tokens)
         if place is None:
-            await self._admission.leave(entry)
             raise self._refuse(model, "overloaded", Overloaded("Server overloaded"))
         admitted_at = self._now()
         started = _started(trace.request_id, job, admitted_at)
@@ -295,7 +309,6 @@ class Gateway:
             )
         except BaseException:
             queue.leave(place)
-            await self._admission.leave(entry)
             raise
         if not place.running:
             self._observer.queued(job.model.backing, queue.stats().waiting)
@@ -307,7 +320,11 @@ class Gateway:
         settle = functools.partial(self._settle, ticket)
         return Generation(self._events(ticket, run), settle)
 
-    async def _enter(self, caller: Caller, model: str, user_id: str | None) -> Entry:
+    async def _enter(
+        self, caller: Caller, model: str, user_id: str | None, trace: Trace | None
+    ) -> Entry:
+        if trace is not None:
+            trace.account_id, trace.model = caller.account_id, model
         try:
             return await self._admission.enter(caller.account_id, model, user_id)
         except RateLimited as exc:
@@ -419,6 +436,7 @@ def _started(request_id: str, job: Job, at: datetime) -> Started:
         thinking=job.thinking,
         fingerprint=fingerprint(job.model.backing),
         logprobs=job.logprobs,
+        prompt_tokens=job.prompt_tokens,
     )
 
 

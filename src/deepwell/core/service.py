@@ -51,10 +51,15 @@ class GenerationService:
         self._templates = templates
         self._json_schema = json_schema
 
+    def resolve(self, name: str) -> ResolvedModel:
+        """The public model a request names (a 400 for an unknown name)."""
+        return self._registry.resolve(name)
+
     def prepare(self, request: GenerationRequest, caller: Caller) -> Prepared:
         model = self._registry.resolve(request.model)
         engine = self._engines[model.backing]
-        check_max_tokens(request.max_tokens, model.spec.max_output)
+        if not request.clamp_max_tokens:
+            check_max_tokens(request.max_tokens, model.spec.max_output)
         check_stop(request.stop)
         _check_prefix(request.messages, beta=request.beta)
         if request.response_schema is not None and not self._json_schema:
@@ -69,9 +74,11 @@ class GenerationService:
             self._templates[model.backing],
             engine,
         )
-        max_tokens = fit_context(
-            len(reply.prompt), request.max_tokens, model.spec.max_output, engine.info.context_length
-        )
+        context = engine.info.context_length
+        asked = request.max_tokens
+        if request.clamp_max_tokens and asked is not None:
+            asked = min(asked, model.spec.max_output, max(1, context - len(reply.prompt)))
+        max_tokens = fit_context(len(reply.prompt), asked, model.spec.max_output, context)
         namespace = cache_namespace(caller.account_id, request.user_id)
         plan = reply.plan(
             max_tokens=max_tokens, stop=request.stop, namespace=namespace, logprobs=request.logprobs
