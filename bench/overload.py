@@ -5,8 +5,8 @@
 Starts ``deepwell serve`` with 8 engine sequences (the default concurrency limit is then
 32 per account) and four accounts. First the light accounts alone: each runs ``--light``
 concurrent streams, ``--rounds`` requests each. Then the same light load again while a
-heavy account keeps ``--heavy`` streams going (a refused stream retries after a short
-pause, as a client with a retry loop would). Prints a Markdown table: the light
+heavy account keeps ``--heavy`` streams going (a refused stream retries after
+``--retry-pause`` seconds, as a client with a retry loop would). Prints a Markdown table: the light
 accounts' time to first token (p50, p90) in both phases and their ratio, the heavy
 account's served requests and 429s, and every other error (there should be none).
 """
@@ -38,7 +38,6 @@ PROMPTS = [
     "What is the difference between TCP and UDP?",
     "Describe binary search step by step.",
 ]
-RETRY_PAUSE_S = 0.2
 
 
 @dataclass
@@ -85,8 +84,9 @@ class HeavyLoad:
     """``streams`` clients of one account, each sending again as soon as it is answered
     (after a short pause when refused), until ``stop``."""
 
-    def __init__(self, endpoint: Endpoint, streams: int, max_tokens: int) -> None:
+    def __init__(self, endpoint: Endpoint, streams: int, max_tokens: int, pause: float) -> None:
         self.tally = Tally()
+        self._pause = pause
         self._stop = threading.Event()
         self._threads = [
             threading.Thread(target=self._loop, args=(endpoint, n, max_tokens))
@@ -106,7 +106,7 @@ class HeavyLoad:
             while not self._stop.is_set():
                 prompt = PROMPTS[n % len(PROMPTS)]
                 if one(client, endpoint, prompt, max_tokens, self.tally) != 200:
-                    time.sleep(RETRY_PAUSE_S)
+                    time.sleep(self._pause)
 
 
 def new_key(env: dict[str, str], account: str) -> str:
@@ -131,6 +131,9 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=4, help="requests per light stream")
     parser.add_argument("--max-tokens", type=int, default=32)
     parser.add_argument("--parallel", type=int, default=8, help="engine sequences")
+    parser.add_argument(
+        "--retry-pause", type=float, default=0.2, help="seconds a refused heavy stream waits"
+    )
     args = parser.parse_args()
 
     engine_env = {
@@ -148,7 +151,7 @@ def main() -> None:
         light_load(lights, 1, 1, args.max_tokens)  # warm up
         alone = light_load(lights, args.light, args.rounds, args.max_tokens)
 
-        load = HeavyLoad(heavy, args.heavy, args.max_tokens)
+        load = HeavyLoad(heavy, args.heavy, args.max_tokens, args.retry_pause)
         time.sleep(3)  # let the heavy account fill the engine and its limit
         shared = light_load(lights, args.light, args.rounds, args.max_tokens)
         heavy_tally = load.stop()

@@ -25,7 +25,7 @@ from deepwell.core.service import GenerationService
 from deepwell.engine.base import Engine
 from deepwell.engine.loader import load_engine
 from deepwell.http import errors, observability, openapi
-from deepwell.http.routes import chat, completions, health, models, user
+from deepwell.http.routes import anthropic, chat, completions, health, models, user
 from deepwell.http.state import BalanceLookup, KeyLookup, Services
 from deepwell.limits.concurrency import LocalLimiter
 from deepwell.limits.queue import FairQueue
@@ -100,6 +100,7 @@ def create_app(
                 observer=observer,
                 admin_token=settings.admin_token,
                 private_details=settings.metrics.require_admin,
+                anthropic=settings.anthropic,
             )
             yield
 
@@ -115,6 +116,7 @@ def create_app(
     for prefix in BETA_PREFIXES:
         app.include_router(chat.beta_router, prefix=prefix)
         app.include_router(completions.router, prefix=prefix)
+    app.include_router(anthropic.router, prefix=anthropic.PREFIX)
     app.include_router(health.router)
     return app
 

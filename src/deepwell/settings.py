@@ -278,6 +278,24 @@ class QueueSettings(BaseModel):
     reserve_s: float = Field(default=2.0, ge=0)
 
 
+def _default_claude_models() -> dict[str, str]:
+    return {"claude-opus": "deepseek-v4-pro", "claude": "deepseek-v4-flash"}
+
+
+class AnthropicSettings(BaseModel):
+    """The Anthropic dialect (see docs/anthropic.md).
+
+    ``models`` maps name prefixes to public model ids: a ``model`` that is not a public id
+    takes the longest prefix that begins it (``claude-opus-4-1`` → pro, any other
+    ``claude…`` → flash); a name no prefix begins is a 400. ``drop_billing_header``:
+    leave out the per-session ``x-anthropic-billing-header`` system block that Claude
+    Code sends first, which would otherwise defeat the prefix cache.
+    """
+
+    models: dict[str, str] = Field(default_factory=_default_claude_models)
+    drop_billing_header: bool = True
+
+
 class MetricsSettings(BaseModel):
     """Prometheus metrics at ``/metrics``. With ``require_admin``, ``/metrics`` and the
     details of ``/health`` need the ``admin_token`` as a Bearer token."""
@@ -338,6 +356,7 @@ class Settings(BaseSettings):
     limits: RequestLimits = Field(default_factory=RequestLimits)
     queue: QueueSettings = Field(default_factory=QueueSettings)
     metrics: MetricsSettings = Field(default_factory=MetricsSettings)
+    anthropic: AnthropicSettings = Field(default_factory=AnthropicSettings)
 
     @classmethod
     def settings_customise_sources(

@@ -75,6 +75,9 @@ def test_routes(tmp_path: Path) -> None:
         ("/user/balance", "GET"),
         ("/v1/user/balance", "GET"),
         ("/health", "GET"),
+        ("/anthropic/v1/messages", "POST"),
+        ("/anthropic/v1/messages/count_tokens", "POST"),
+        ("/anthropic/v1/models", "GET"),
     }
 
 

@@ -154,7 +154,8 @@ async def _answer(
             elif isinstance(event, Done):
                 for out in reader.flush():
                     yield out
-                yield Finished(_reason(event, reader.calls), meter.usage())
+                stop = event.stop_sequence if event.reason == "stop" else None
+                yield Finished(_reason(event, reader.calls), meter.usage(), stop)
                 return
 
 

@@ -46,6 +46,8 @@ class Started:
     fingerprint: str
     # Whether deltas carry the logprobs of their tokens.
     logprobs: bool = False
+    # The prompt's length in tokens (how many of them the cache had is known at the end).
+    prompt_tokens: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,8 +78,11 @@ class ToolCallDelta:
 
 @dataclass(frozen=True, slots=True)
 class Finished:
+    """The end of a reply; ``stop_sequence``: the client's stop string that ended it."""
+
     reason: FinishReason
     usage: Usage
+    stop_sequence: str | None = None
 
 
 Event = Started | TextDelta | ReasoningDelta | ToolCallDelta | Finished

@@ -244,6 +244,12 @@ class Gateway:
             await self._admission.leave(entry)
             raise
 
+    async def count_tokens(self, request: GenerationRequest, caller: Caller) -> int:
+        """The prompt ``request`` would have, in tokens of its model (rendered with its
+        template, off the event loop); nothing is admitted or run."""
+        prepared = await asyncio.to_thread(self._chat.prepare, request, caller)
+        return len(prepared.plan.request.prompt)
+
     def queues(self) -> dict[str, QueueStats]:
         """Each backing model's queue, as it stands."""
         return {name: queue.stats() for name, queue in self._queues.items()}

@@ -17,6 +17,9 @@ class GenerationRequest:
     model: str
     messages: tuple[Message, ...]
     max_tokens: int | None = None
+    # True: a ``max_tokens`` past the model's output limit or the context's room is
+    # lowered to fit (the Anthropic dialect, whose clients send 32000 or more), not a 400.
+    clamp_max_tokens: bool = False
     sampling: Sampling = field(default_factory=Sampling)
     stop: tuple[str, ...] = ()
     thinking: bool | None = None

@@ -84,12 +84,14 @@ class Piece:
 
 @dataclass(frozen=True, slots=True)
 class Done:
-    """The last event of every generation; ``cached_tokens`` as in ``Admitted``."""
+    """The last event of every generation; ``cached_tokens`` as in ``Admitted``;
+    ``stop_sequence``: the stop string that ended it, if one did."""
 
     reason: EngineFinish
     prompt_tokens: int
     completion_tokens: int
     cached_tokens: int = 0
+    stop_sequence: str | None = None
 
 
 EngineEvent = Admitted | Piece | Done

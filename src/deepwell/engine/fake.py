@@ -63,7 +63,7 @@ class FakeEngine:
                 await asyncio.sleep(0)
                 yield pieces.token(char.encode())
                 if pieces.stopped:
-                    yield Done("stop", len(request.prompt), n, cached)
+                    yield Done("stop", len(request.prompt), n, cached, pieces.matched)
                     return
             if (tail := pieces.end()) is not None:
                 yield tail

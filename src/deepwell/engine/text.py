@@ -33,6 +33,11 @@ class PieceAssembler:
     def stopped(self) -> bool:
         return self._stops.stopped
 
+    @property
+    def matched(self) -> str | None:
+        """The stop string that ended the generation, if one did."""
+        return self._stops.matched
+
     def token(self, data: bytes, logprob: TokenLogprob | None = None) -> Piece:
         """The piece of one generated token: its bytes, and its logprob if asked for."""
         if logprob is not None:
@@ -74,13 +79,16 @@ class StopMatcher:
         self._stops = tuple(s for s in stops if s)
         self._held = ""
         self.stopped = False
+        # The stop string found, once ``stopped``.
+        self.matched: str | None = None
 
     def feed(self, text: str) -> str:
         if self.stopped:
             return ""
         buffer = self._held + text
-        cut = self._first_stop(buffer)
-        if cut is not None:
+        found = self._first_stop(buffer)
+        if found is not None:
+            cut, self.matched = found
             self.stopped = True
             self._held = ""
             return buffer[:cut]
@@ -92,10 +100,16 @@ class StopMatcher:
         held, self._held = self._held, ""
         return "" if self.stopped else held
 
-    def _first_stop(self, buffer: str) -> int | None:
-        """Where the stop string that completes first begins (as a stream would see it)."""
-        found = [(i + len(s), i) for s, i in ((s, buffer.find(s)) for s in self._stops) if i >= 0]
-        return min(found)[1] if found else None
+    def _first_stop(self, buffer: str) -> tuple[int, str] | None:
+        """Where the stop string that completes first begins (as a stream would see it),
+        and which one it is."""
+        found = [
+            (i + len(s), i, s) for s, i in ((s, buffer.find(s)) for s in self._stops) if i >= 0
+        ]
+        if not found:
+            return None
+        _, start, stop = min(found)
+        return start, stop
 
 
 def partial_match(buffer: str, strings: tuple[str, ...]) -> int:

@@ -30,10 +30,16 @@ Fold = Callable[[AsyncIterable[E]], Coroutine[Any, Any, dict[str, Any]]]
 JSON = "application/json"
 
 
-async def json_reply(request: Request, events: Events[Any], fold: Fold[E]) -> Response:
+async def json_reply(
+    request: Request,
+    events: Events[Any],
+    fold: Fold[E],
+    error: Callable[[DeepwellError], dict[str, Any]] = DeepwellError.envelope,
+) -> Response:
     """The JSON body ``fold`` makes of ``events`` (``E`` or ``KeepAlive``, typed ``Any``
     as in ``sse.stream``); a client gone first gets nothing (499) and its generation is
-    aborted."""
+    aborted. An error after a waiting reply was committed is the body, as ``error``
+    renders it (the dialect's envelope)."""
     items = aiter(events)
     try:
         first = await unless_disconnected(request, anext(items))
@@ -44,7 +50,7 @@ async def json_reply(request: Request, events: Events[Any], fold: Fold[E]) -> Re
         await events.aclose()
         raise
     if isinstance(first, KeepAlive):
-        return EventStream(_waited(items, fold), events, media_type=JSON)
+        return EventStream(_waited(items, fold, error), events, media_type=JSON)
     async with aclosing(events):
         try:
             result = await unless_disconnected(request, fold(_chain(first, items)))
@@ -53,7 +59,11 @@ async def json_reply(request: Request, events: Events[Any], fold: Fold[E]) -> Re
     return JSONResponse(result)
 
 
-async def _waited(items: AsyncIterator[E | KeepAlive], fold: Fold[E]) -> AsyncIterator[bytes]:
+async def _waited(
+    items: AsyncIterator[E | KeepAlive],
+    fold: Fold[E],
+    error: Callable[[DeepwellError], dict[str, Any]],
+) -> AsyncIterator[bytes]:
     """The body of a reply committed while it waited: blank lines, then the JSON."""
     yield b"\n"
     try:
@@ -66,10 +76,10 @@ async def _waited(items: AsyncIterator[E | KeepAlive], fold: Fold[E]) -> AsyncIt
         else:  # pragma: no cover - a generation always ends with an event or an error
             raise DeepwellError("The generation ended without a reply.")
     except DeepwellError as exc:
-        result = exc.envelope()
+        result = error(exc)
     except Exception:
         log.exception("reply failed")
-        result = DeepwellError("The server had an error while processing your request.").envelope()
+        result = error(DeepwellError("The server had an error while processing your request."))
     yield json.dumps(result, ensure_ascii=False).encode()
 
 

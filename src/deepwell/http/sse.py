@@ -7,6 +7,7 @@ import json
 import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import aclosing
+from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
 
 from fastapi.responses import StreamingResponse
@@ -56,12 +57,35 @@ class EventStream(StreamingResponse):
             await self._events.aclose()
 
 
-def stream(events: Events[Any], encode: Callable[[E], Any]) -> EventStream:
-    """An SSE response of ``encode(event)`` for each event (none where it is None), and a
-    keep-alive comment for each ``KeepAlive`` (``events`` are ``E`` or ``KeepAlive``:
-    typed ``Any``, as mypy cannot infer ``E`` from such a union).
+@dataclass(frozen=True, slots=True)
+class Framing:
+    """How a dialect frames its stream: ``frame`` turns what its encoder made of an event
+    into bytes, ``error`` an error once the stream has begun; ``keepalive`` is sent
+    while the request waits, ``end`` after the last event."""
 
-    Once the stream has begun, an error becomes a final ``data: {"error": ...}`` line.
+    frame: Callable[[Any], bytes]
+    error: Callable[[DeepwellError], bytes]
+    keepalive: bytes
+    end: bytes
+
+
+OPENAI = Framing(
+    frame=data,
+    error=lambda exc: data(exc.envelope()),
+    keepalive=KEEPALIVE,
+    end=b"data: [DONE]\n\n",
+)
+"""DeepSeek's chat and FIM streams: ``data:`` lines, ``: keep-alive``, ``data: [DONE]``."""
+
+
+def stream(
+    events: Events[Any], encode: Callable[[E], Any], framing: Framing = OPENAI
+) -> EventStream:
+    """An SSE response of ``encode(event)`` for each event (none where it is None), and a
+    keep-alive for each ``KeepAlive`` (``events`` are ``E`` or ``KeepAlive``: typed
+    ``Any``, as mypy cannot infer ``E`` from such a union), framed by ``framing``.
+
+    Once the stream has begun, an error becomes the framing's final error event.
     Closing the response (a client disconnect) closes ``events``, which aborts the
     generation.
     """
@@ -71,16 +95,16 @@ def stream(events: Events[Any], encode: Callable[[E], Any]) -> EventStream:
             try:
                 async for event in items:
                     if isinstance(event, KeepAlive):
-                        yield KEEPALIVE
+                        yield framing.keepalive
                         continue
                     payload = encode(event)
                     if payload is not None:
-                        yield data(payload)
+                        yield framing.frame(payload)
             except DeepwellError as exc:
-                yield data(exc.envelope())
+                yield framing.error(exc)
             except Exception:
                 log.exception("stream failed")
-                yield data(DeepwellError("The server had an error while streaming.").envelope())
-        yield b"data: [DONE]\n\n"
+                yield framing.error(DeepwellError("The server had an error while streaming."))
+        yield framing.end
 
     return EventStream(body(), events)

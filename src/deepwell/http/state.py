@@ -14,7 +14,7 @@ from deepwell.core.observer import Trace
 from deepwell.engine.base import Engine
 from deepwell.metrics import PrometheusObserver
 from deepwell.models.registry import ModelRegistry
-from deepwell.settings import RequestLimits
+from deepwell.settings import AnthropicSettings, RequestLimits
 from deepwell.vocabulary import Caller
 
 
@@ -42,6 +42,7 @@ class Services:
     # With ``private_details``, ``/health`` shows its details to the admin token only.
     admin_token: SecretStr | None = None
     private_details: bool = False
+    anthropic: AnthropicSettings = field(default_factory=AnthropicSettings)
 
 
 def services(request: Request) -> Services:

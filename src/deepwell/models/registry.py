@@ -45,6 +45,10 @@ class ModelRegistry:
                 )
                 del self._aliases[name]
 
+    def public_ids(self) -> list[str]:
+        """The ids of the current public models (aliases not included)."""
+        return list(self._models)
+
     def listing(self) -> list[tuple[str, str]]:
         """``(id, owned_by)`` of every model ``/models`` lists: current models, then aliases
         not yet retired, each owned as its target."""

@@ -41,7 +41,7 @@ async def test_max_tokens_equal_to_reply_is_a_stop() -> None:
 async def test_stop_string() -> None:
     items = await events(FakeEngine("one, two, three"), max_tokens=100, stop=(", t",))
     assert text_of(items) == "one"
-    assert items[-1] == Done("stop", 5, 6)
+    assert items[-1] == Done("stop", 5, 6, stop_sequence=", t")
 
 
 async def test_partial_stop_at_the_end_is_flushed() -> None:

@@ -35,6 +35,8 @@ def test_generating_routes_declare_their_json_bodies(tmp_path: Path, clean_env: 
         "/v1/beta/chat/completions",
         "/beta/completions",
         "/v1/beta/completions",
+        "/anthropic/v1/messages",
+        "/anthropic/v1/messages/count_tokens",
     }
     assert "messages" in bodies["/chat/completions"]["properties"]
     assert "suffix" in bodies["/beta/completions"]["properties"]

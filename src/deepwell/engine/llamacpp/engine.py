@@ -129,7 +129,7 @@ class LlamaCppEngine:
                 generated += 1
                 yield pieces.token(self._model.piece(out.id), out.logprob)
                 if pieces.stopped:
-                    yield Done("stop", len(request.prompt), generated, seq.reused)
+                    yield Done("stop", len(request.prompt), generated, seq.reused, pieces.matched)
                     return
         finally:
             # Whether it ended, stopped on a stop string or was abandoned by its
