@@ -111,8 +111,21 @@ class PrefixCache:
                     break
                 if tier is not self._ram:
                     self._ram.put(entry)
+                self._missed(before=tier)
                 return Restore(entry.blocks, entry.state, tier.name, entry.tail)
+        self.note_miss()
         return None
+
+    def note_miss(self) -> None:
+        """A prompt none of the tiers has any prefix of."""
+        self._missed(before=None)
+
+    def _missed(self, before: Tier | None) -> None:
+        """Count a miss on each tier a lookup passed on its way to ``before`` (None: all)."""
+        for tier in self._tiers:
+            if tier is before:
+                return
+            tier.stats.misses += 1
 
     def discard(self, key: bytes) -> None:
         """Remove ``key``'s entry from every tier: it could not be used (a state that did

@@ -47,6 +47,8 @@ class TierStats:
     entries: int = 0
     bytes: int = 0
     hits: int = 0
+    # Lookups that reached this tier (no tier before it had the prefix) and found nothing.
+    misses: int = 0
     evictions: int = 0
     errors: int = 0
 

@@ -126,6 +126,9 @@ class EngineHealth:
     prefix_reused_tokens: int = 0
     cache: dict[str, dict[str, int]] = field(default_factory=dict)
     restarts: int = 0
+    # Decode steps run, and the seconds spent in them, since the engine (re)started.
+    decode_steps: int = 0
+    decode_seconds: float = 0.0
 
 
 class Engine(Protocol):

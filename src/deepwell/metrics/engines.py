@@ -52,6 +52,24 @@ _ENGINE: tuple[tuple[str, Family, str, Callable[[EngineHealth], float]], ...] = 
         lambda h: h.kv_total,
     ),
     (
+        "deepwell_engine_restarts",
+        CounterMetricFamily,
+        "Times the engine was rebuilt after an internal failure.",
+        lambda h: h.restarts,
+    ),
+    (
+        "deepwell_engine_decode_steps",
+        CounterMetricFamily,
+        "Decode steps (one llama_decode of a batch) since the engine (re)started.",
+        lambda h: h.decode_steps,
+    ),
+    (
+        "deepwell_engine_decode_seconds",
+        CounterMetricFamily,
+        "Seconds spent in decode steps since the engine (re)started (over the steps: the mean).",
+        lambda h: h.decode_seconds,
+    ),
+    (
         "deepwell_engine_prefix_reused_tokens",
         CounterMetricFamily,
         "Prompt tokens whose KV was reused instead of read again, since the engine started.",

@@ -20,7 +20,7 @@ from deepwell.settings import CacheSettings
 FP = "model-fingerprint"
 BLOCK = 16
 TOKENS = list(range(1000, 1000 + 4 * BLOCK))  # four whole blocks
-STAT_FIELDS = {"entries", "bytes", "hits", "evictions", "errors"}
+STAT_FIELDS = {"entries", "bytes", "hits", "misses", "evictions", "errors"}
 
 MakeCache = Callable[..., PrefixCache]
 
@@ -424,12 +424,15 @@ def test_stats_shape_and_counts(tmp_path: Path, make_cache: MakeCache) -> None:
         "entries": 2,
         "bytes": 2 * len(_state(1)),
         "hits": 1,
+        "misses": 0,
         "evictions": 0,
         "errors": 0,
     }
     assert stats["disk"]["entries"] == 2
     assert stats["disk"]["bytes"] == sum(path.stat().st_size for path in tmp_path.iterdir())
     assert stats["disk"]["hits"] == 0
+    assert cache.lookup(cache.keys("bob", TOKENS), 4) is None
+    assert [cache.stats()[tier]["misses"] for tier in ("ram", "disk")] == [1, 1]
 
 
 def test_stats_is_a_snapshot(make_cache: MakeCache) -> None:

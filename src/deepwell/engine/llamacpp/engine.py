@@ -160,6 +160,8 @@ class LlamaCppEngine:
         keys = self._cache.keys(request.namespace, request.prompt)
         usable = (len(request.prompt) - 1) // self._cache.block_tokens
         if not any(self._cache.contains(key) for key in keys[:usable]):
+            if usable > 0:
+                self._cache.note_miss()
             return keys, None
         return keys, await asyncio.to_thread(self._cache.lookup, keys, usable)
 
@@ -177,6 +179,8 @@ class LlamaCppEngine:
             prefix_reused_tokens=now.reused_tokens,
             cache=self._cache.stats() if self._cache is not None else {},
             restarts=restarts,
+            decode_steps=now.steps,
+            decode_seconds=now.decode_seconds,
         )
 
     async def close(self) -> None:

@@ -28,6 +28,7 @@ import logging
 import os
 import queue
 import threading
+import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -116,6 +117,8 @@ class Snapshot:
     waiting: int
     kv_used: int
     reused_tokens: int
+    steps: int = 0
+    decode_seconds: float = 0.0
 
 
 Command = tuple[Literal["submit", "cancel"], EngineSequence] | tuple[Literal["stop"], None]
@@ -161,6 +164,7 @@ class Scheduler:
         self._on_failure = on_failure
         self._fail_at_step = fail_at_step
         self._steps = 0
+        self.decode_seconds = 0.0
         self.reused_tokens = 0
         self.failed = False
 
@@ -211,6 +215,8 @@ class Scheduler:
             waiting=len(self._waiting),
             kv_used=self._slots.cells_in_use(),
             reused_tokens=self.reused_tokens,
+            steps=self._steps,
+            decode_seconds=self.decode_seconds,
         )
 
     # -- the scheduler thread --------------------------------------------------------
@@ -403,7 +409,10 @@ class Scheduler:
         if self._steps == self._fail_at_step:
             log.warning("engine.fail_at_step: failing step %d on purpose", self._steps)
             return -1
-        return int(llama_cpp.llama_decode(self._ctx, self._batch))
+        began = time.perf_counter()
+        status = int(llama_cpp.llama_decode(self._ctx, self._batch))
+        self.decode_seconds += time.perf_counter() - began
+        return status
 
     def _fill_batch(self, plan: BatchPlan[EngineSequence]) -> None:
         for i, entry in enumerate(plan.entries):
