@@ -255,9 +255,19 @@ class ConcurrencyLimits(BaseModel):
 
 class RequestLimits(BaseModel):
     """Bounds on what one request may send, and on how many an account may have open
-    (see docs/configuration.md)."""
+    (see docs/configuration.md).
+
+    The shape limits are checked as the body is parsed, before anything is rendered or
+    tokenized: ``max_json_depth`` on the raw bytes (the JSON parser itself refuses more
+    than 200 levels), the counts of ``messages``, of content parts in one message (or in
+    Anthropic's ``system``) and of ``tools`` on the parsed body.
+    """
 
     max_body_bytes: int = Field(default=8 << 20, ge=1024)
+    max_json_depth: int = Field(default=64, ge=8, le=200)
+    max_messages: int = Field(default=4096, ge=1)
+    max_content_parts: int = Field(default=256, ge=1)
+    max_tools: int = Field(default=512, ge=0)
     concurrency: ConcurrencyLimits = Field(default_factory=ConcurrencyLimits)
 
 
