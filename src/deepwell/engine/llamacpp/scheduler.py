@@ -53,6 +53,10 @@ from deepwell.vocabulary import TokenLogprob
 log = logging.getLogger(__name__)
 
 
+MAX_DEFERRED_STEPS = 512
+"""The most steps a request waits for another's prompt read to share its KV."""
+
+
 @dataclass(frozen=True, slots=True)
 class Token:
     id: int
@@ -101,6 +105,8 @@ class EngineSequence:
     reused: int = 0
     generated: int = 0
     next_token: int | None = None
+    # Steps this sequence was held back to reuse a prefix another one is reading.
+    deferred: int = 0
 
     @property
     def n_past(self) -> int:
@@ -285,13 +291,26 @@ class Scheduler:
     # -- admission and prefix reuse --------------------------------------------------
 
     def _admit(self) -> None:
-        """Start waiting requests in order while a slot and KV room are free."""
+        """Start waiting requests in order while a slot and KV room are free; a request
+        whose prompt shares more with a prompt being read right now than with any KV
+        already there waits for that read (and then shares its KV), the others go on."""
+        held: list[EngineSequence] = []
+        try:
+            self._admit_waiting(held)
+        finally:
+            self._waiting.extendleft(reversed(held))
+
+    def _admit_waiting(self, held: list[EngineSequence]) -> None:
         while self._waiting:
             seq = self._waiting[0]
             source, common = self._slots.longest_prefix(seq.namespace, seq.prompt)
             restore = seq.restore
             if restore is not None and restore.blocks * self._block <= common:
                 restore = None
+            have = restore.blocks * self._block if restore is not None else common
+            if self._joins_prefill(seq, have):
+                held.append(self._waiting.popleft())
+                continue
             if restore is not None:
                 source, common = None, 0
             target = self._slots.target_slot(source, common)
@@ -314,6 +333,23 @@ class Scheduler:
                 reused = common
             self._waiting.popleft()
             self._start(seq, target, reused)
+
+    def _joins_prefill(self, seq: EngineSequence, have: int) -> bool:
+        """Whether ``seq`` should wait a step: a running sequence of its namespace is
+        reading a prompt that shares at least a block more with ``seq``'s than the
+        ``have`` tokens it could start from now, and has not read that part yet. Bounded:
+        after ``MAX_DEFERRED_STEPS`` it starts anyway."""
+        if not seq.keys or seq.deferred >= MAX_DEFERRED_STEPS:
+            return False
+        for other in self._running:
+            if other.namespace != seq.namespace or not other.prefilling or not other.keys:
+                continue
+            shared = _leading_equal(seq.keys, other.keys) * self._block
+            shared = min(shared, len(seq.prompt) - 1)
+            if shared >= have + self._block and other.n_past < shared:
+                seq.deferred += 1
+                return True
+        return False
 
     def _restore(self, target: Slot, seq: EngineSequence, restore: Restore) -> bool:
         """Load a saved prefix state into ``target`` and keep the part of it that begins
@@ -547,6 +583,17 @@ class Scheduler:
             llama_cpp.llama_batch_free(self._batch)
             llama_cpp.llama_free(self._ctx)
             self._ctx = None
+
+
+def _leading_equal(a: list[bytes], b: list[bytes]) -> int:
+    """How many leading block keys ``a`` and ``b`` share (a key names its whole prefix,
+    so the first difference ends the shared part)."""
+    n = 0
+    for x, y in zip(a, b, strict=False):
+        if x != y:
+            break
+        n += 1
+    return n
 
 
 def _new_context(model: LlamaModel, settings: EngineSettings) -> Any:
