@@ -1,0 +1,120 @@
+"""An agent-style workload: users sharing one long system prompt, several turns each.
+
+    .venv/bin/python bench/agent.py [--users 8] [--turns 4] [--system-words 1000]
+
+Each user resends its growing conversation every turn (the shared system prompt, its
+earlier turns, a new question) and streams ``--max-tokens`` tokens, as an agent loop
+does. All users start together, so their first turns arrive at once. Runs deepwell and
+then llama.cpp's ``llama-server`` (``-np`` equal to deepwell's sequences, its prompt
+cache on) on the same GGUF, cores and context, and prints the mean time to first token
+per turn and overall, and their ratio.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import random
+import statistics
+import sys
+import tempfile
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import httpx
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from common import Endpoint, deepwell_server, llama_server, stream_chat
+
+MODEL_FILE = "qwen2.5-coder-0.5b-instruct-q4_k_m.gguf"
+WORDS = (
+    "river stone light garden window paper engine signal harbor forest market silver winter "
+    "letter bridge candle orbit meadow lantern pocket thunder velvet canyon echo"
+).split()
+
+
+def system_prompt(words: int) -> str:
+    rng = random.Random(42)
+    rules = " ".join(rng.choice(WORDS) for _ in range(words))
+    return f"You are a careful assistant. Follow these project notes.\n\n{rules}"
+
+
+def user_session(
+    endpoint: Endpoint, system: str, user: int, turns: int, max_tokens: int
+) -> list[float]:
+    """One user's turns; the time to first token of each."""
+    messages = [{"role": "system", "content": system}]
+    ttfts = []
+    for turn in range(turns):
+        messages.append({"role": "user", "content": f"User {user}, step {turn}: what next?"})
+        with httpx.Client(timeout=900) as client:
+            result = stream_chat(client, endpoint, messages, max_tokens)
+        ttfts.append(result.ttft)
+        messages.append({"role": "assistant", "content": result.text})
+    return ttfts
+
+
+def run(endpoint: Endpoint, args: argparse.Namespace) -> list[list[float]]:
+    """Mean-able TTFTs: one list per turn, one value per user."""
+    with httpx.Client(timeout=600) as client:  # warm up
+        stream_chat(client, endpoint, [{"role": "user", "content": "Hi"}], 4)
+    system = system_prompt(args.system_words)
+    with ThreadPoolExecutor(args.users) as pool:
+        sessions = list(
+            pool.map(
+                lambda user: user_session(endpoint, system, user, args.turns, args.max_tokens),
+                range(args.users),
+            )
+        )
+    return [[session[turn] for session in sessions] for turn in range(args.turns)]
+
+
+def report(ours: list[list[float]], theirs: list[list[float]]) -> None:
+    print("| turn | deepwell mean TTFT (s) | llama-server mean TTFT (s) | ratio |")
+    print("|---|---:|---:|---:|")
+    for turn, (a, b) in enumerate(zip(ours, theirs, strict=True), start=1):
+        mean_a, mean_b = statistics.mean(a), statistics.mean(b)
+        print(f"| {turn} | {mean_a:.2f} | {mean_b:.2f} | {mean_a / mean_b:.2f}x |")
+    all_a = statistics.mean(v for turn in ours for v in turn)
+    all_b = statistics.mean(v for turn in theirs for v in turn)
+    print(f"| all | {all_a:.2f} | {all_b:.2f} | **{all_a / all_b:.2f}x** |")
+    print("\ngoals: overall <= 0.35x, first turn <= 0.4x")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--users", type=int, default=8)
+    parser.add_argument("--turns", type=int, default=4)
+    parser.add_argument("--system-words", type=int, default=1000)
+    parser.add_argument("--max-tokens", type=int, default=24)
+    parser.add_argument("--threads", type=int, default=os.cpu_count() or 1)
+    parser.add_argument("--ctx", type=int, default=32768)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="deepwell-bench-") as tmp:
+        data_dir = Path(tmp)
+        engine_env = {
+            "DEEPWELL_ENGINE__N_CTX": str(args.ctx),
+            "DEEPWELL_ENGINE__N_SEQ_MAX": str(args.users),
+            "DEEPWELL_ENGINE__N_THREADS": str(args.threads),
+            "DEEPWELL_ENGINE__N_THREADS_BATCH": str(args.threads),
+            "DEEPWELL_LOG_LEVEL": "warning",
+        }
+        with deepwell_server(data_dir, engine_env) as endpoint:
+            ours = run(endpoint, args)
+        peer_args = [
+            "-t", str(args.threads), "-tb", str(args.threads), "-c", str(args.ctx),
+            "-np", str(args.users), "-b", "512", "-ub", "512", "--kv-unified", "--jinja",
+        ]  # fmt: skip
+        model = data_dir / "models" / MODEL_FILE
+        with llama_server(model, peer_args, data_dir / "llama-server.log") as endpoint:
+            theirs = run(endpoint, args)
+    print(
+        f"\nusers={args.users} turns={args.turns} system_words={args.system_words} "
+        f"max_tokens={args.max_tokens} threads={args.threads} ctx={args.ctx}\n"
+    )
+    report(ours, theirs)
+
+
+if __name__ == "__main__":
+    main()
