@@ -28,10 +28,32 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import Endpoint, deepwell_server, llama_server, stream_chat
 
 MODEL_FILE = "qwen2.5-coder-0.5b-instruct-q4_k_m.gguf"
-WORDS = (
-    "river stone light garden window paper engine signal harbor forest market silver winter "
-    "letter bridge candle orbit meadow lantern pocket thunder velvet canyon echo"
-).split()
+WORDS = [
+    "river",
+    "stone",
+    "light",
+    "garden",
+    "window",
+    "paper",
+    "engine",
+    "signal",
+    "harbor",
+    "forest",
+    "market",
+    "silver",
+    "winter",
+    "letter",
+    "bridge",
+    "candle",
+    "orbit",
+    "meadow",
+    "lantern",
+    "pocket",
+    "thunder",
+    "velvet",
+    "canyon",
+    "echo",
+]
 
 
 def system_prompt(words: int) -> str:
