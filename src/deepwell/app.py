@@ -27,8 +27,9 @@ from deepwell.engine.loader import load_engine
 from deepwell.http import errors, observability, openapi
 from deepwell.http.routes import anthropic, chat, completions, health, models, user
 from deepwell.http.state import BalanceLookup, KeyLookup, Services
-from deepwell.limits.concurrency import LocalLimiter
+from deepwell.limits.concurrency import Limiter, LocalLimiter
 from deepwell.limits.queue import FairQueue
+from deepwell.limits.redis import RedisLimiter
 from deepwell.models.registry import ModelRegistry
 from deepwell.settings import Settings
 from deepwell.store.db import Database, open_database
@@ -76,7 +77,7 @@ def create_app(
                 PriceBook(settings.models),
                 Admission(
                     settings,
-                    LocalLimiter(),
+                    await _limiter(settings, stack),
                     Overrides(
                         overrides if overrides is not None else LimitStore(await store.database())
                     ),
@@ -142,6 +143,20 @@ async def _open_ledger(settings: Settings, store: _Store) -> Ledger:
     ledger = Ledger(await store.database(), charging=billing.enabled, gateway_id=billing.gateway_id)
     await ledger.release_stale(timedelta(hours=billing.stale_hold_hours))
     return ledger
+
+
+async def _limiter(settings: Settings, stack: AsyncExitStack) -> Limiter:
+    """Concurrency counts in Redis when ``redis_url`` is set (shared by the gateways on
+    it), else in this process."""
+    if settings.redis_url is None:
+        return LocalLimiter()
+    limiter = await RedisLimiter.open(
+        settings.redis_url,
+        gateway_id=settings.billing.gateway_id,
+        ttl_s=settings.redis_lease_ttl_s,
+    )
+    stack.push_async_callback(limiter.close)
+    return limiter
 
 
 async def _load_engines(

@@ -344,6 +344,11 @@ class Settings(BaseSettings):
     config_file: Path | None = None
     data_dir: Path = Field(default_factory=lambda: Path(platformdirs.user_data_dir("deepwell")))
     database_url: str | None = None
+    # Redis shared by several gateways: their concurrency counts live there (docs/scale-out.md).
+    # Unset, each server counts alone. A lease of a gateway that stops refreshing it (killed)
+    # is dropped after ``redis_lease_ttl_s``.
+    redis_url: str | None = None
+    redis_lease_ttl_s: float = Field(default=30.0, gt=0)
     host: str = "127.0.0.1"
     port: int = 8000
     log_level: str = "info"

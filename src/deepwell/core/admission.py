@@ -83,7 +83,9 @@ class Admission:
         ``available`` balance allows (the caller then leaves)."""
         account = entry.counters[0]
         lowered = policy.for_balance(self._settings, account.allowed, available)
-        current = self._limiter.current(account.key)
+        if lowered >= account.allowed:
+            return  # admitted under ``allowed``: nothing to count again
+        current = await self._limiter.current(account.key)
         if current > lowered:
             raise RateLimited(
                 f"Your current concurrency is {current}, which exceeds your concurrency "

@@ -3,7 +3,8 @@
 A request takes one place in each of its counters (the account on the model, and its
 ``user_id`` there when that is capped) when it is admitted, and gives them back when its
 response has ended, however it ended. ``Limiter`` is the protocol; ``LocalLimiter``
-counts in this process. Several gateways sharing their counts need a shared limiter.
+counts in this process; ``limits.redis.RedisLimiter`` counts in Redis, for several
+gateways sharing their counts.
 """
 
 from __future__ import annotations
@@ -39,8 +40,8 @@ class Limiter(Protocol):
         """Give back a place taken by ``acquire`` in each of ``keys``."""
         ...
 
-    def current(self, key: str) -> int:
-        """How many requests are counted under ``key`` now (as this gateway knows)."""
+    async def current(self, key: str) -> int:
+        """How many requests are counted under ``key`` now."""
         ...
 
 
@@ -67,7 +68,7 @@ class LocalLimiter:
             else:
                 self._open.pop(key, None)
 
-    def current(self, key: str) -> int:
+    async def current(self, key: str) -> int:
         return self._open.get(key, 0)
 
 
