@@ -93,13 +93,61 @@ class Reasoning(BaseModel):
     top_p: float = Field(default=0.95, gt=0, le=1)
 
 
+class EmbeddedEngine(BaseModel):
+    """The embedded llama.cpp engine (the default); its knobs are the top-level
+    ``[engine]`` table (``EngineSettings``), shared by every embedded backing model."""
+
+    kind: Literal["llamacpp"] = "llamacpp"
+
+
+class RemoteEngine(BaseModel):
+    """Upstream servers that run the model (see docs/scale-out.md).
+
+    ``api``: how deepwell talks to them. ``llama-server``, ``vllm`` and ``sglang`` are
+    token-in: deepwell renders and tokenizes the prompt with the backing model's own
+    ``source`` file (read for its vocabulary only) and sends token ids to
+    ``/completion``, ``/v1/completions`` or ``/generate``. ``chat`` is pass-through: the
+    messages go to the upstream's ``/v1/chat/completions`` (the less exact mode).
+
+    ``urls`` are the replicas. A request goes to the replica its namespace and first
+    ``route_blocks`` prompt blocks hash to (rendezvous hashing), unless that replica has
+    more than ``imbalance`` times the mean load (then the least-loaded one), or it is
+    ejected: after ``eject_after`` failed health checks or connections in a row; a
+    health check (``GET health_path`` every ``health_interval_s``) that passes admits
+    it again. ``max_in_flight`` requests per replica are sent at once (the queue in
+    front of the engine holds the rest). ``lark``: the upstream enforces Lark grammars
+    (tool-call constraints); without it a request that needs one is a 400.
+    """
+
+    kind: Literal["remote"]
+    api: Literal["llama-server", "vllm", "sglang", "chat"] = "llama-server"
+    urls: list[str] = Field(min_length=1)
+    model: str | None = None
+    api_key: SecretStr | None = None
+    max_in_flight: int = Field(default=8, ge=1)
+    route_blocks: int = Field(default=1, ge=0)
+    imbalance: float = Field(default=1.5, ge=1)
+    health_path: str = "/health"
+    health_interval_s: float = Field(default=5.0, gt=0)
+    eject_after: int = Field(default=3, ge=1)
+    connect_timeout_s: float = Field(default=5.0, gt=0)
+    read_timeout_s: float = Field(default=600.0, gt=0)
+    connect_retries: int = Field(default=2, ge=0)
+    lark: bool = False
+
+
 class BackingModel(BaseModel):
     """A model file the engine can load, and what it can do.
 
     ``tool_format`` names the model's tool-call syntax (``hermes``: ``<tool_call>``
     JSON blocks, as Qwen writes them; ``deepseek``: DeepSeek V3.1's markers).
+    ``engine`` chooses what runs it: the embedded llama.cpp engine, or remote servers
+    (whose model's tokenizer and chat template still come from ``source``).
     """
 
+    engine: Annotated[EmbeddedEngine | RemoteEngine, Field(discriminator="kind")] = Field(
+        default_factory=EmbeddedEngine
+    )
     source: ModelSource = Field(default_factory=_default_source)
     context_length: int = 32_768
     fim: FimTokens | None = Field(default_factory=FimTokens)
@@ -191,6 +239,11 @@ class EngineSettings(BaseModel):
     n_threads: int | None = Field(default=None, ge=1)
     n_threads_batch: int | None = Field(default=None, ge=1)
     prefill_chunk: int = Field(default=256, ge=16)
+    # Prompt-lookup speculation: while at most ``speculate_sequences`` sequences run, each
+    # also reads up to ``max_draft`` tokens guessed from its own history in the same step.
+    speculate: bool = True
+    speculate_sequences: int = Field(default=2, ge=1)
+    max_draft: int = Field(default=8, ge=1, le=32)
     # A test hook: the engine thread fails at this decode step (counted from its start),
     # once, as a failing ``llama_decode`` would. Never set in production.
     fail_at_step: int | None = Field(default=None, ge=1)
@@ -217,14 +270,25 @@ class CacheSettings(BaseModel):
 
 
 def _default_efforts() -> dict[str, str]:
-    return {"low": "high", "medium": "high", "high": "high", "xhigh": "max", "max": "max"}
+    """DeepSeek's current table (``minimal`` and ``low`` are ``low`` there, which the
+    default models' budgets fold into ``high``; ``xhigh`` is ``high``, ``ultra`` ``max``)."""
+    return {
+        "minimal": "high",
+        "low": "high",
+        "medium": "high",
+        "high": "high",
+        "xhigh": "high",
+        "max": "max",
+        "ultra": "max",
+    }
 
 
 class Thinking(BaseModel):
     """DeepSeek's thinking-mode rules that a deployment may tune.
 
     ``efforts`` maps every accepted ``reasoning_effort`` to a budget name of the
-    backing model's ``reasoning.budgets``. ``passback``: what an assistant turn with
+    backing model's ``reasoning.budgets`` (``none``, always accepted, turns thinking
+    off). ``passback``: what an assistant turn with
     tool calls must carry back when a thinking request has tools (``off``: nothing;
     ``present``: a ``reasoning_content`` string, empty allowed; ``nonempty``).
     """

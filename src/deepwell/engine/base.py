@@ -129,6 +129,9 @@ class EngineHealth:
     # Decode steps run, and the seconds spent in them, since the engine (re)started.
     decode_steps: int = 0
     decode_seconds: float = 0.0
+    # Tokens guessed by speculation, and how many of them were taken.
+    draft_tokens: int = 0
+    draft_accepted: int = 0
 
 
 class Engine(Protocol):

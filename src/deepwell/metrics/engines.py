@@ -70,6 +70,18 @@ _ENGINE: tuple[tuple[str, Family, str, Callable[[EngineHealth], float]], ...] = 
         lambda h: h.decode_seconds,
     ),
     (
+        "deepwell_engine_draft_tokens",
+        CounterMetricFamily,
+        "Tokens guessed by prompt-lookup speculation since the engine (re)started.",
+        lambda h: h.draft_tokens,
+    ),
+    (
+        "deepwell_engine_draft_accepted_tokens",
+        CounterMetricFamily,
+        "Guessed tokens the samplers took (each one a decode step saved).",
+        lambda h: h.draft_accepted,
+    ),
+    (
         "deepwell_engine_prefix_reused_tokens",
         CounterMetricFamily,
         "Prompt tokens whose KV was reused instead of read again, since the engine started.",

@@ -8,7 +8,7 @@ says what goes where and which entries want logits; the scheduler copies it into
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Generic, Protocol, TypeVar
 
@@ -52,14 +52,17 @@ class Entry(Generic[S]):
 class Member(Generic[S]):
     """A sequence taking part in the step.
 
-    ``in_batch`` is how many of its tokens the batch holds; ``batch_index`` is where in
-    the batch its logits are, or None when this step does not produce them (a prompt
-    chunk that does not end the prompt).
+    ``in_batch`` is how many of its tokens the batch holds for sure; ``batch_index`` is
+    where in the batch its logits are, or None when this step does not produce them (a
+    prompt chunk that does not end the prompt). ``drafts`` are guessed tokens read right
+    after a decoding sequence's next token, each with its logits (at ``batch_index + 1``
+    and on); the scheduler keeps those its sampler agrees with.
     """
 
     seq: S
     batch_index: int | None
     in_batch: int
+    drafts: tuple[int, ...] = ()
 
 
 @dataclass(slots=True)
@@ -69,12 +72,15 @@ class BatchPlan(Generic[S]):
     entries: list[Entry[S]] = field(default_factory=list)
     members: list[Member[S]] = field(default_factory=list)
 
-    def add_decode(self, seq: S) -> None:
-        """The next token of a decoding sequence, whose logits are wanted."""
+    def add_decode(self, seq: S, drafts: Sequence[int] = ()) -> None:
+        """The next token of a decoding sequence, whose logits are wanted, and the
+        ``drafts`` guessed to follow it, whose logits are wanted too."""
         token = seq.next_token
         assert token is not None, "a decoding sequence has a sampled token to read"
-        self.members.append(Member(seq, len(self.entries), 1))
+        self.members.append(Member(seq, len(self.entries), 1, tuple(drafts)))
         self.entries.append(Entry(token, seq.n_past, seq, logits=True))
+        for i, guess in enumerate(drafts, start=1):
+            self.entries.append(Entry(guess, seq.n_past + i, seq, logits=True))
 
     def add_prefill(self, seq: S, take: int) -> None:
         """The next ``take`` prompt tokens of a prefilling sequence; the logits of the last
@@ -88,17 +94,27 @@ class BatchPlan(Generic[S]):
         self.members.append(Member(seq, index, take))
 
 
-def plan_batch(running: Sequence[S], *, n_batch: int, prefill_chunk: int) -> BatchPlan[S]:
+def plan_batch(
+    running: Sequence[S],
+    *,
+    n_batch: int,
+    prefill_chunk: int,
+    draft: Callable[[S, int], Sequence[int]] | None = None,
+) -> BatchPlan[S]:
     """The batch of one step over the ``running`` sequences.
 
     The batch holds at most ``n_batch`` tokens. While some sequence is decoding, the
     prompt chunks together hold at most ``prefill_chunk`` tokens, so that reading a long
-    prompt delays the others' next tokens only that much.
+    prompt delays the others' next tokens only that much. With ``draft``, a decoding
+    sequence also reads the tokens ``draft(seq, room)`` guesses, while nothing is
+    prefilling and the batch has room for every sequence's guesses.
     """
     plan: BatchPlan[S] = BatchPlan()
     decoding = [s for s in running if not s.prefilling]
+    guessing = draft is not None and len(decoding) == len(running)
+    room = (n_batch - len(decoding)) // max(1, len(decoding))
     for seq in decoding:
-        plan.add_decode(seq)
+        plan.add_decode(seq, draft(seq, room) if guessing and draft is not None else ())
     budget = n_batch - len(plan.entries)
     if decoding:
         budget = min(budget, prefill_chunk)

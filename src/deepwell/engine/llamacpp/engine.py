@@ -181,6 +181,8 @@ class LlamaCppEngine:
             restarts=restarts,
             decode_steps=now.steps,
             decode_seconds=now.decode_seconds,
+            draft_tokens=now.drafted,
+            draft_accepted=now.accepted,
         )
 
     async def close(self) -> None:

@@ -42,6 +42,7 @@ from deepwell.cache.tiers import Entry
 from deepwell.engine.base import EngineFinish
 from deepwell.engine.constraints import Matcher
 from deepwell.engine.llamacpp.batch import BatchPlan, plan_batch
+from deepwell.engine.llamacpp.drafts import PromptLookup
 from deepwell.engine.llamacpp.logprobs import token_logprob
 from deepwell.engine.llamacpp.model import LlamaModel
 from deepwell.engine.llamacpp.sampler import free_chain
@@ -107,6 +108,8 @@ class EngineSequence:
     next_token: int | None = None
     # Steps this sequence was held back to reuse a prefix another one is reading.
     deferred: int = 0
+    # Its history indexed for drafts, once it is first drafted for.
+    lookup: PromptLookup | None = field(default=None, repr=False)
 
     @property
     def n_past(self) -> int:
@@ -125,6 +128,8 @@ class Snapshot:
     reused_tokens: int
     steps: int = 0
     decode_seconds: float = 0.0
+    drafted: int = 0
+    accepted: int = 0
 
 
 Command = tuple[Literal["submit", "cancel"], EngineSequence] | tuple[Literal["stop"], None]
@@ -170,6 +175,9 @@ class Scheduler:
         self._on_failure = on_failure
         self._fail_at_step = fail_at_step
         self._steps = 0
+        # Tokens guessed by prompt lookup, and how many of them the samplers took.
+        self.drafted = 0
+        self.accepted = 0
         self.decode_seconds = 0.0
         self.reused_tokens = 0
         self.failed = False
@@ -223,6 +231,8 @@ class Scheduler:
             reused_tokens=self.reused_tokens,
             steps=self._steps,
             decode_seconds=self.decode_seconds,
+            drafted=self.drafted,
+            accepted=self.accepted,
         )
 
     # -- the scheduler thread --------------------------------------------------------
@@ -424,8 +434,14 @@ class Scheduler:
     # -- one step --------------------------------------------------------------------
 
     def _step(self) -> None:
+        speculate = (
+            self._settings.speculate and len(self._running) <= self._settings.speculate_sequences
+        )
         plan = plan_batch(
-            self._running, n_batch=self._n_batch, prefill_chunk=self._settings.prefill_chunk
+            self._running,
+            n_batch=self._n_batch,
+            prefill_chunk=self._settings.prefill_chunk,
+            draft=self._draft if speculate else None,
         )
         self._fill_batch(plan)
         status = self._decode()
@@ -435,8 +451,48 @@ class Scheduler:
         for member in plan.members:
             self._advance(member.seq, member.in_batch)
         for member in plan.members:
-            if member.batch_index is not None:
+            if member.batch_index is None:
+                continue
+            if member.drafts:
+                self._verify(member.seq, member.batch_index, member.drafts)
+            else:
                 self._sample(member.seq, member.batch_index)
+
+    # -- speculation -----------------------------------------------------------------
+
+    def _draft(self, seq: EngineSequence, room: int) -> list[int]:
+        """Tokens guessed to follow ``seq``'s next one, from its own history, within the
+        batch's ``room``, the context and its ``max_tokens``."""
+        assert seq.slot is not None
+        assert seq.next_token is not None
+        if seq.lookup is None:
+            history = [*seq.slot.tokens, seq.next_token]
+            seq.lookup = PromptLookup(history, self._settings.max_draft)
+        left = min(room - 1, self.n_ctx - seq.n_past - 2, seq.max_tokens - seq.generated - 1)
+        return seq.lookup.draft(left) if left > 0 else []
+
+    def _verify(self, seq: EngineSequence, first: int, drafts: tuple[int, ...]) -> None:
+        """Sample ``seq`` at its next token's logits, then at each draft's while the token
+        sampled is the draft that was read after it: each token is sampled, with its
+        sampler chain and constraint, from the logits of the tokens really before it, so
+        the output is what decoding one token at a time gives. The KV of the drafts not
+        taken is removed."""
+        assert seq.slot is not None
+        slot = seq.slot
+        taken = 0
+        for i, guess in enumerate(drafts):
+            token = self._sample(seq, first + i)
+            if token != guess:
+                break
+            slot.tokens.append(token)  # read already, as the draft at this position
+            taken += 1
+        else:
+            self._sample(seq, first + len(drafts))
+        llama_cpp.llama_memory_seq_rm(self._memory, slot.seq_id, len(slot.tokens), -1)
+        self.drafted += len(drafts)
+        self.accepted += taken
+        if seq.lookup is not None:
+            seq.lookup.feedback(len(drafts), taken)
 
     def _decode(self) -> int:
         """``llama_decode`` on the step's batch, unless the ``fail_at_step`` hook makes this
@@ -478,24 +534,27 @@ class Scheduler:
         batch.seq_id[i][0] = seq_id
         batch.logits[i] = 1 if logits else 0
 
-    def _sample(self, seq: EngineSequence, batch_index: int) -> None:
+    def _sample(self, seq: EngineSequence, batch_index: int) -> int | None:
         """Sample ``seq``'s next token: within its constraint, if it has one (logprobs
-        still report the model's own distribution, from the logits before the mask)."""
+        still report the model's own distribution, from the logits before the mask).
+        The token, or None when the sequence ended."""
         raw = None
         if seq.matcher is not None:
             logits = self._logits(batch_index)
             raw = logits.copy() if seq.logprobs is not None else None
             if (error := seq.matcher.mask(logits)) is not None:
                 self._finish(seq, "stop", error)
-                return
+                return None
         token = int(llama_cpp.llama_sampler_sample(seq.chain, self._ctx, batch_index))
         if self._model.is_eog(token):
             self._finish(seq, "stop")
-            return
+            return None
         if seq.matcher is not None and (error := seq.matcher.consume(token)) is not None:
             self._finish(seq, "stop", error)
-            return
+            return None
         seq.generated += 1
+        if seq.lookup is not None:
+            seq.lookup.extend(token)
         logprob = None
         if seq.logprobs is not None:
             if raw is not None:
@@ -504,8 +563,9 @@ class Scheduler:
         seq.emit(Token(token, logprob))
         if seq.generated >= seq.max_tokens or seq.n_past + 1 >= self.n_ctx:
             self._finish(seq, "length")
-        else:
-            seq.next_token = token
+            return None
+        seq.next_token = token
+        return token
 
     def _logits(self, batch_index: int) -> np.ndarray[Any, np.dtype[np.float32]]:
         pointer = llama_cpp.llama_get_logits_ith(self._ctx, batch_index)

@@ -1,0 +1,70 @@
+"""Prompt-lookup drafts: guessing a sequence's next tokens from its own history.
+
+Edits, FIM and answers that quote their input copy long spans of the prompt. When the
+last ``n`` tokens appeared before, the tokens that followed them then are a cheap guess
+of what follows now. The scheduler reads the guess in the same batch as the sequence's
+next token and keeps the longest prefix its sampler agrees with (see the scheduler's
+``_verify``), so the output is exactly what decoding one token at a time gives.
+
+No llama.cpp here: this is bookkeeping over token ids.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+NGRAM = 3
+"""How many of the latest tokens must have appeared before, in that order."""
+MAX_DRAFT = 8
+"""The most tokens one draft guesses."""
+PAUSE_AFTER = 4
+"""Drafts in a row that all missed, after which drafting pauses."""
+PAUSE_STEPS = 16
+"""How many tokens a paused drafter lets pass before it guesses again (doubled at each
+further pause, so a sequence that does not copy soon stops paying for guesses)."""
+
+
+class PromptLookup:
+    """The history of one sequence, indexed by its ``NGRAM``-grams."""
+
+    def __init__(self, tokens: Sequence[int], max_draft: int = MAX_DRAFT) -> None:
+        self._tokens: list[int] = []
+        self._next: dict[tuple[int, ...], int] = {}
+        self._max = max_draft
+        self._size = max(1, max_draft // 2)
+        self._misses = 0
+        self._paused = 0
+        self._pause = PAUSE_STEPS
+        for token in tokens:
+            self.extend(token)
+
+    def extend(self, token: int) -> None:
+        """Add the sequence's next token."""
+        tokens = self._tokens
+        if len(tokens) >= NGRAM:
+            self._next[tuple(tokens[-NGRAM:])] = len(tokens)
+        tokens.append(token)
+        if self._paused:
+            self._paused -= 1
+
+    def draft(self, room: int) -> list[int]:
+        """At most ``room`` tokens that may follow, or none."""
+        if self._paused or len(self._tokens) < NGRAM:
+            return []
+        start = self._next.get(tuple(self._tokens[-NGRAM:]))
+        if start is None:
+            return []
+        return self._tokens[start : start + min(self._size, room)]
+
+    def feedback(self, proposed: int, accepted: int) -> None:
+        """How a draft of ``proposed`` tokens fared: grow the next one after a draft that
+        was taken whole, shrink it after one that was not, pause after many misses."""
+        if accepted == proposed:
+            self._size = min(self._max, self._size + 2)
+        else:
+            self._size = max(1, accepted + 1)
+        self._misses = self._misses + 1 if accepted == 0 else 0
+        if self._misses >= PAUSE_AFTER:
+            self._misses = 0
+            self._paused = self._pause
+            self._pause *= 2
