@@ -116,6 +116,18 @@ def text_or_tool_calls(
     return Constraint("lark", lark.grammar(start, tools, schemas, parallel=parallel))
 
 
+def text_only(fmt: ToolCallFormat, specials: frozenset[str] = frozenset()) -> Constraint:
+    """Free text that makes no call in ``fmt``: ``tool_choice: none`` with tools in the
+    prompt. A marker that is a special token is out of the text's reach by itself; one
+    that is plain text may not occur in it."""
+    plain = [m for m in (fmt.group_open, fmt.open) if m and m not in specials]
+    text = "/(?s:.+)/"
+    if plain:
+        markers = "|".join(_regex_escape(marker) for marker in plain)
+        text += f" & ~/(?s:.*({markers}).*)/"
+    return Constraint("lark", f"start: TEXT?\nTEXT: {text}\n")
+
+
 class _Lark:
     """Writes the rules of a format's calls."""
 

@@ -60,6 +60,8 @@ class Plan:
     tool_names: frozenset[str] = frozenset()
     # Calls are constrained to their format: their arguments stream as they come.
     stream_calls: bool = False
+    # At most one call: the reply ends when its first call does.
+    single_call: bool = False
 
 
 async def decode(engine: Engine, plan: Plan, meter: Meter) -> AsyncGenerator[Event, None]:
@@ -91,7 +93,8 @@ async def decode(engine: Engine, plan: Plan, meter: Meter) -> AsyncGenerator[Eve
         if plan.tools is not None
         else None
     )
-    reader = _AnswerReader(parser, plan.think.drop if plan.think is not None else ())
+    drop = plan.think.drop if plan.think is not None else ()
+    reader = _AnswerReader(parser, drop, single_call=plan.single_call)
     prompt = len(plan.request.prompt)
     async with aclosing(_answer(engine, answer, reader, meter, prompt)) as events:
         async for event in events:
@@ -148,7 +151,7 @@ async def _answer(
             if isinstance(event, Piece):
                 for out in reader.feed(event):
                     yield out
-                if reader.repeated:
+                if reader.ended:
                     yield Finished("tool_calls", meter.usage())
                     return
             elif isinstance(event, Done):
@@ -167,8 +170,11 @@ class _AnswerReader:
     call drops them (its markup is no answer text).
     """
 
-    def __init__(self, parser: ToolCallParser | None, drop: tuple[str, ...]) -> None:
+    def __init__(
+        self, parser: ToolCallParser | None, drop: tuple[str, ...], *, single_call: bool = False
+    ) -> None:
         self._parser = parser
+        self._single_call = single_call
         self._filter = MarkerFilter(drop) if drop else None
         self._pending: list[TokenLogprob] = []
         self._calls = ReplyCalls()
@@ -179,9 +185,10 @@ class _AnswerReader:
         return self._calls.count
 
     @property
-    def repeated(self) -> bool:
-        """A call was made again, word for word: the reply should end here."""
-        return self._calls.repeated
+    def ended(self) -> bool:
+        """A call was made again, word for word, or the one call allowed is made: the
+        reply should end here."""
+        return self._calls.repeated or (self._single_call and self._calls.count > 0)
 
     def feed(self, piece: Piece) -> list[TextDelta | ToolCallDelta]:
         text = self._filter.feed(piece.text) if self._filter is not None else piece.text
@@ -207,7 +214,7 @@ class _AnswerReader:
     def _events(self, segments: list[Segment]) -> list[TextDelta | ToolCallDelta]:
         out: list[TextDelta | ToolCallDelta] = []
         for segment in segments:
-            if self.repeated:
+            if self.ended:
                 break
             if isinstance(segment, str):
                 out.append(TextDelta(segment, tuple(self._pending)))

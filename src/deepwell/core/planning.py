@@ -33,6 +33,8 @@ class Draft:
     constraint: Constraint | None
     tools: ToolCallFormat | None
     tool_names: frozenset[str] = frozenset()
+    # At most one call (``parallel_tool_calls: false``, or a named function).
+    single_call: bool = False
 
     def plan(
         self, *, max_tokens: int, stop: tuple[str, ...], namespace: str, logprobs: int | None
@@ -53,7 +55,14 @@ class Draft:
         )
         # Calls held to their format by a grammar stream their arguments as they come.
         stream_calls = self.constraint is not None and self.constraint.kind == "lark"
-        return Plan(request, think, self.tools, self.tool_names, stream_calls=stream_calls)
+        return Plan(
+            request,
+            think,
+            self.tools,
+            self.tool_names,
+            stream_calls=stream_calls,
+            single_call=self.single_call,
+        )
 
 
 def draft(
@@ -73,17 +82,20 @@ def draft(
         rules.check_rules(request, thinking_rules)
         budget = rules.budget(request, spec, thinking_rules)
     choice = _choice(request)
-    offered = request.tools if choice.mode != "none" else ()
-    fmt = tool_format(backing.tool_format) if offered else None
-    text, think = _prompt(request, template, spec, offered, thinking=thinking, budget=budget)
+    # ``tool_choice: none`` keeps the tools in the prompt (a tool loop's prompt stays one
+    # prefix, and the model still knows what it called) and forbids calls instead.
+    markup = tool_format(backing.tool_format) if request.tools else None
+    fmt = markup if choice.mode != "none" else None
+    text, think = _prompt(request, template, spec, request.tools, thinking=thinking, budget=budget)
     return Draft(
         prompt=prompt_tokens(engine, text),
         thinking=thinking,
         sampling=_sampling(request.sampling, spec) if thinking else request.sampling,
         think=think,
-        constraint=_constraint(request, choice, fmt, engine),
+        constraint=_constraint(request, choice, markup, engine),
         tools=fmt,
-        tool_names=frozenset(tool.name for tool in offered),
+        tool_names=frozenset(tool.name for tool in request.tools) if fmt else frozenset(),
+        single_call=not request.parallel_tool_calls or choice.mode == "function",
     )
 
 
@@ -150,9 +162,10 @@ def _tool_dict(tool: Tool) -> dict[str, Any]:
 def _constraint(
     request: GenerationRequest, choice: ToolChoice, fmt: ToolCallFormat | None, engine: Engine
 ) -> Constraint | None:
-    """What the answer must match: forced calls, strict calls after free text, or JSON.
-    Each is checked by the engine here, so a constraint it cannot enforce is a 400
-    before anything runs."""
+    """What the answer must match: forced calls, strict calls after free text, JSON, or
+    text without calls (``tool_choice: none``). ``fmt`` is the format of the calls the
+    tools in the prompt would be made in. Each is checked by the engine here, so a
+    constraint it cannot enforce is a 400 before anything runs."""
     strict = strict_mode(request.tools, beta=request.beta)
     if fmt is not None and choice.mode == "function":
         chosen = [t for t in request.tools if t.name == choice.name]
@@ -160,13 +173,15 @@ def _constraint(
     if fmt is not None and choice.mode == "required":
         parallel = request.parallel_tool_calls
         return _calls(request.tools, fmt, engine, strict=strict, free_text=False, parallel=parallel)
-    if fmt is not None and strict:
+    if fmt is not None and strict and choice.mode == "auto":
         parallel = request.parallel_tool_calls
         return _calls(request.tools, fmt, engine, strict=True, free_text=True, parallel=parallel)
     if request.response_schema is not None:
         return _checked(grammars.json_schema(request.response_schema), engine, "response_format")
     if request.json_output:
         return grammars.JSON_OBJECT
+    if fmt is not None and choice.mode == "none":
+        return _checked(grammars.text_only(fmt, _special_markers(fmt, engine)), engine, "tools")
     return None
 
 

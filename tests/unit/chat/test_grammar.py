@@ -218,3 +218,18 @@ def test_no_parameters_is_an_empty_object_schema() -> None:
 def test_a_function_without_parameters_takes_only_an_empty_object() -> None:
     assert grammar.arguments_schema(TIME) == grammar.no_parameters(closed=True)
     assert grammar.arguments_schema(WEATHER) is WEATHER.parameters
+
+
+@pytest.mark.parametrize("fmt", [HERMES, DEEPSEEK])
+def test_text_only_makes_no_call(fmt: ToolCallFormat) -> None:
+    constraint = grammar.text_only(fmt)
+    assert accepts(constraint, "It is sunny in Paris.")
+    assert accepts(constraint, "")
+    for marker in (fmt.group_open, fmt.open):
+        if marker:
+            assert not accepts(constraint, f'Let me check. {marker}{{"city": "Paris"}}')
+
+
+def test_text_only_leaves_special_markers_to_the_vocabulary() -> None:
+    specials = frozenset({"<tool_call>", "</tool_call>"})
+    assert grammar.text_only(HERMES, specials).source == "start: TEXT?\nTEXT: /(?s:.+)/\n"

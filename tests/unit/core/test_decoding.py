@@ -195,6 +195,19 @@ async def test_a_call_made_again_word_for_word_ends_the_reply() -> None:
     assert finished.usage.completion_tokens == len(f + g + f.rstrip("\n"))
 
 
+async def test_a_single_call_reply_ends_at_its_first_call() -> None:
+    f = '<tool_call>\n{"name": "f", "arguments": {"a": 1}}\n</tool_call>\n'
+    g = '<tool_call>\n{"name": "g", "arguments": {}}\n</tool_call>'
+    for pieces in ([f + g], list(f + g)):
+        engine = Scripted([*(Piece(p) for p in pieces), Done("stop", 3, len(f + g))])
+        out = await events_of(engine, plan(think=None, tools=HERMES, single_call=True))
+        calls = [(e.name, e.arguments) for e in out if isinstance(e, ToolCallDelta)]
+        assert calls == [("f", '{"a": 1}')]
+        finished = out[-1]
+        assert isinstance(finished, Finished)
+        assert finished.reason == "tool_calls"
+
+
 async def test_calls_cut_by_the_budget_keep_length() -> None:
     reply = '<tool_call>\n{"name": "f", "arguments": {"a": 1}}\n</tool_call><tool_call>{"na'
     engine = Scripted([Piece(reply), Done("length", 3, 30)])

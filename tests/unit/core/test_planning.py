@@ -13,7 +13,7 @@ from deepwell.chat.toolcalls import HERMES
 from deepwell.core.service import GenerationService, Prepared
 from deepwell.core.thinking import TOOL_CHOICE_MESSAGE
 from deepwell.core.types import GenerationRequest
-from deepwell.engine.fake import FakeEngine
+from deepwell.engine.fake import TEMPLATE, FakeEngine
 from deepwell.errors import InvalidRequest
 from deepwell.models.registry import ModelRegistry
 from deepwell.settings import Settings
@@ -39,13 +39,17 @@ STRICT = Tool(
 )
 
 
-def prepare(settings: Settings | None = None, **fields: Any) -> Prepared:
+# The fake engine's template, with the tools it is given first.
+TOOLS_TEMPLATE = "{% if tools %}<|tools|>{{ tools | tojson }}\n{% endif %}" + TEMPLATE
+
+
+def prepare(settings: Settings | None = None, template: str = TEMPLATE, **fields: Any) -> Prepared:
     engine = FakeEngine(context_length=4096)
     registry = ModelRegistry(settings or Settings())
     service = GenerationService(
         registry,
         {name: engine for name in registry.backing_names()},
-        {name: ChatTemplate(engine.info.chat_template) for name in registry.backing_names()},
+        {name: ChatTemplate(template) for name in registry.backing_names()},
     )
     fields.setdefault("messages", (Message("user", "hi"),))
     return service.prepare(GenerationRequest(model="deepseek-v4-flash", **fields), CALLER)
@@ -140,10 +144,28 @@ def test_auto_parses_calls_without_a_grammar() -> None:
     assert prepared.plan.tool_names == {"get_weather"}
 
 
-def test_tool_choice_none_offers_no_tools() -> None:
-    prepared = prepare(tools=(WEATHER,), tool_choice=ToolChoice("none"))
-    assert prepared.plan.tools is None
-    assert prepared.plan.request.constraint is None
+@pytest.mark.parametrize("strict", [False, True])
+def test_tool_choice_none_keeps_the_tools_in_the_prompt_and_forbids_calls(strict: bool) -> None:
+    tool = STRICT if strict else WEATHER
+    auto = prepare(template=TOOLS_TEMPLATE, tools=(tool,), beta=strict)
+    none = prepare(
+        template=TOOLS_TEMPLATE, tools=(tool,), tool_choice=ToolChoice("none"), beta=strict
+    )
+    # One prompt for the whole tool loop, so the prefix cache holds across its calls.
+    assert none.plan.request.prompt == auto.plan.request.prompt
+    assert prompt_text(none).startswith("<|tools|>")
+    assert '"name": "get_weather"' in prompt_text(none)
+    assert none.plan.tools is None
+    assert none.plan.tool_names == frozenset()
+    constraint = none.plan.request.constraint
+    assert constraint is not None
+    assert constraint.source.startswith("start: TEXT?\n")
+    assert "calls" not in constraint.source
+
+
+def test_tool_choice_none_with_json_output_is_json() -> None:
+    prepared = prepare(tools=(WEATHER,), tool_choice=ToolChoice("none"), json_output=True)
+    assert prepared.plan.request.constraint == JSON_OBJECT
 
 
 def test_json_output_is_constrained_in_both_modes() -> None:
@@ -211,6 +233,20 @@ def test_a_response_schema_is_checked_and_passed_on() -> None:
     assert json.loads(constraint.source)["required"] == ["n"]
     with pytest.raises(InvalidRequest, match=r"Invalid response_format: .*regex"):
         prepare(response_schema={"type": "string", "pattern": ")"})
+
+
+@pytest.mark.parametrize(
+    ("fields", "single"),
+    [
+        ({}, False),
+        ({"parallel_tool_calls": False}, True),
+        ({"tool_choice": ToolChoice("function", "get_weather"), "thinking": False}, True),
+    ],
+)
+def test_one_call_at_most_ends_the_reply_at_its_first_call(
+    fields: dict[str, Any], single: bool
+) -> None:
+    assert prepare(tools=(WEATHER,), **fields).plan.single_call is single
 
 
 def test_parallel_calls_off_allows_one_call() -> None:
