@@ -1,6 +1,7 @@
 """DeepSeek's thinking-mode rules: when it is on, what it refuses, what it costs.
 
-- On unless the request (or a legacy alias) turns it off; a model that cannot reason
+- On unless the request (or a legacy alias) turns it off; ``reasoning_effort: "none"``
+  turns it off too, unless ``thinking`` says otherwise. A model that cannot reason
   answers with an empty reasoning.
 - ``tool_choice`` ``required`` or a named function is refused.
 - Assistant turns with tool calls must carry their ``reasoning_content`` back when
@@ -19,15 +20,22 @@ from deepwell.models.registry import ResolvedModel
 from deepwell.settings import Reasoning, Thinking
 from deepwell.vocabulary import Message
 
+# The effort that means no thinking (pydantic-ai's ``thinking=False``, OpenAI's Responses).
+NO_THINKING = "none"
 PASSBACK_MESSAGE = "The `reasoning_content` in the thinking mode must be passed back to the API."
 TOOL_CHOICE_MESSAGE = "Thinking mode does not support this tool_choice"
 
 
 def thinking_on(request: GenerationRequest, model: ResolvedModel) -> bool:
-    """Whether the reply thinks: a legacy alias fixes it, else the request, else the model."""
-    if model.thinking_fixed or request.thinking is None:
+    """Whether the reply thinks: a legacy alias fixes it, else the request's ``thinking``,
+    else its ``reasoning_effort`` (``none`` is off), else the model."""
+    if model.thinking_fixed:
         return model.thinking
-    return request.thinking
+    if request.thinking is not None:
+        return request.thinking
+    if request.reasoning_effort == NO_THINKING:
+        return False
+    return model.thinking
 
 
 def check_rules(request: GenerationRequest, rules: Thinking) -> None:
@@ -66,7 +74,11 @@ def budget(request: GenerationRequest, spec: Reasoning, rules: Thinking) -> int:
 
 
 def _effort(requested: str | None, rules: Thinking) -> str:
-    name = requested if requested is not None else rules.default_effort
+    """The budget name of the requested effort. ``none`` with thinking still on (turned
+    on by ``thinking`` or a legacy alias) is the default effort, as DeepSeek ignores it."""
+    name = rules.default_effort
+    if requested is not None and requested != NO_THINKING:
+        name = requested
     if name not in rules.efforts:
         accepted = ", ".join(rules.efforts)
         raise InvalidRequest(

@@ -46,6 +46,23 @@ def test_thinking_on(default: bool, fixed: bool, asked: bool | None, expected: b
     assert thinking_on(request(thinking=asked), model) is expected
 
 
+@pytest.mark.parametrize(
+    ("fixed", "asked", "expected"),
+    [
+        (False, None, False),  # pydantic-ai's thinking=False
+        (False, True, True),  # ``thinking`` says otherwise
+        (True, None, True),  # a legacy reasoner alias
+    ],
+)
+def test_effort_none_turns_thinking_off(fixed: bool, asked: bool | None, expected: bool) -> None:
+    model = ResolvedModel("m", SPEC, True, thinking_fixed=fixed)
+    assert thinking_on(request(thinking=asked, reasoning_effort="none"), model) is expected
+
+
+def test_effort_none_with_thinking_on_is_the_default_effort() -> None:
+    assert budget(request(reasoning_effort="none"), Reasoning(), Thinking()) == 64
+
+
 @pytest.mark.parametrize("choice", [ToolChoice("required"), ToolChoice("function", "f")])
 def test_forced_tool_choice_is_refused(choice: ToolChoice) -> None:
     with pytest.raises(InvalidRequest) as caught:
@@ -86,7 +103,16 @@ def test_passback_strictness_is_configurable() -> None:
 
 @pytest.mark.parametrize(
     ("effort", "expected"),
-    [(None, 64), ("low", 64), ("medium", 64), ("high", 64), ("xhigh", 256), ("max", 256)],
+    [
+        (None, 64),
+        ("minimal", 64),
+        ("low", 64),
+        ("medium", 64),
+        ("high", 64),
+        ("xhigh", 64),
+        ("max", 256),
+        ("ultra", 256),
+    ],
 )
 def test_efforts_map_to_budgets(effort: str | None, expected: int) -> None:
     assert budget(request(reasoning_effort=effort), Reasoning(), Thinking()) == expected
