@@ -40,7 +40,9 @@ async def _on_validation_error(request: Request, exc: Exception) -> JSONResponse
 
 
 def validation_error(errors: Any) -> DeepwellError:
-    """Bad JSON is a 400; JSON of the wrong shape is a 422 naming the field."""
+    """Bad JSON is a 400, and so is a number out of its range (``temperature: 3``), as
+    DeepSeek's other semantic checks are; JSON of the wrong type or shape is a 422.
+    Either names the field."""
     first: dict[str, Any] = next(iter(errors), {})
     location = [str(part) for part in first.get("loc", ()) if not _is_tag(part)]
     if first.get("type") == "json_invalid":
@@ -48,11 +50,17 @@ def validation_error(errors: Any) -> DeepwellError:
         return InvalidRequest(f"Failed to parse the request body as JSON: {detail}")
     path = _path(location)
     message = first.get("msg", "invalid value")
+    if first.get("type") in _OUT_OF_RANGE and path:
+        return InvalidRequest(f"Invalid {path} value: {message}", param=path)
     where = f"{path}: " if path else ""
     return InvalidParameters(
         f"Failed to deserialize the JSON body into the target type: {where}{message}",
         param=path or None,
     )
+
+
+# pydantic's error types for a value of the right type outside its bounds.
+_OUT_OF_RANGE = frozenset({"greater_than", "greater_than_equal", "less_than", "less_than_equal"})
 
 
 _TYPE_TAGS = {"body", "str", "int", "float", "bool", "none"}

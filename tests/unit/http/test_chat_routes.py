@@ -271,15 +271,41 @@ async def test_nested_field_error_names_the_path(client: httpx.AsyncClient) -> N
     )
 
 
-async def test_out_of_range_parameter_is_a_422(client: httpx.AsyncClient) -> None:
-    response = await client.post("/chat/completions", json=chat(temperature=3))
-    assert_envelope(
-        response,
-        422,
-        "Failed to deserialize the JSON body into the target type: temperature: "
-        "Input should be less than or equal to 2",
-        param="temperature",
-    )
+@pytest.mark.parametrize(
+    ("fields", "message", "param"),
+    [
+        ({"temperature": 3}, "Input should be less than or equal to 2", "temperature"),
+        ({"temperature": -1}, "Input should be greater than or equal to 0", "temperature"),
+        (
+            {"logprobs": True, "top_logprobs": 21},
+            "Input should be less than or equal to 20",
+            "top_logprobs",
+        ),
+        ({"top_p": 1.5}, "Input should be less than or equal to 1", "top_p"),
+    ],
+)
+async def test_out_of_range_parameter_is_a_400(
+    client: httpx.AsyncClient, fields: dict[str, Any], message: str, param: str
+) -> None:
+    response = await client.post("/chat/completions", json=chat(**fields))
+    error = assert_envelope(response, 400, f"Invalid {param} value: {message}", param=param)
+    assert error["code"] == "invalid_request_error"
+
+
+@pytest.mark.parametrize(
+    ("fields", "param"),
+    [
+        ({"temperature": "hot"}, "temperature"),
+        ({"top_logprobs": 2.5}, "top_logprobs"),
+        ({"tool_choice": "sometimes"}, "tool_choice"),
+    ],
+)
+async def test_a_wrong_type_is_still_a_422(
+    client: httpx.AsyncClient, fields: dict[str, Any], param: str
+) -> None:
+    response = await client.post("/chat/completions", json=chat(**fields))
+    assert response.status_code == 422
+    assert response.json()["error"]["param"] == param
 
 
 async def test_empty_messages_is_a_422(client: httpx.AsyncClient) -> None:

@@ -215,8 +215,8 @@ async def test_unparseable_bodies(client: httpx.AsyncClient, raw: bytes) -> None
         ({"prompt": 1}, "prompt"),
         ({"prompt": None}, "prompt"),
         ({"suffix": ["a"]}, "suffix"),
-        ({"logprobs": 21}, "logprobs"),
-        ({"temperature": -1}, "temperature"),
+        ({"logprobs": "all"}, "logprobs"),
+        ({"temperature": "warm"}, "temperature"),
         ({"echo": "sometimes"}, "echo"),
         ({"stream_options": {"include_usage": "x"}}, "stream_options.include_usage"),
     ],
@@ -226,6 +226,17 @@ async def test_wrong_types_are_422s(
 ) -> None:
     response = await client.post("/beta/completions", json=fim(**fields))
     error = assert_error(response, 422, "Failed to deserialize the JSON body")
+    assert error["param"] == param
+
+
+@pytest.mark.parametrize(
+    ("fields", "param"), [({"logprobs": 21}, "logprobs"), ({"temperature": -1}, "temperature")]
+)
+async def test_out_of_range_values_are_400s(
+    client: httpx.AsyncClient, fields: dict[str, Any], param: str
+) -> None:
+    response = await client.post("/beta/completions", json=fim(**fields))
+    error = assert_error(response, 400, f"Invalid {param} value")
     assert error["param"] == param
 
 

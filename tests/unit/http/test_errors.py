@@ -133,6 +133,25 @@ def test_only_the_first_error_is_reported() -> None:
     assert error.param == "model"
 
 
+@pytest.mark.parametrize(
+    "kind", ["greater_than", "greater_than_equal", "less_than", "less_than_equal"]
+)
+def test_a_value_out_of_range_is_a_400(kind: str) -> None:
+    error = validation_error(
+        [{"type": kind, "loc": ("body", "top_logprobs"), "msg": "Input should be ..."}]
+    )
+    assert type(error) is InvalidRequest
+    assert error.status == 400
+    assert error.param == "top_logprobs"
+    assert error.message == "Invalid top_logprobs value: Input should be ..."
+
+
+@pytest.mark.parametrize("kind", ["float_parsing", "int_type", "literal_error", "too_short"])
+def test_a_wrong_type_or_shape_stays_a_422(kind: str) -> None:
+    error = validation_error([{"type": kind, "loc": ("temperature",), "msg": "Input should be"}])
+    assert type(error) is InvalidParameters
+
+
 def test_no_errors_at_all() -> None:
     error = validation_error([])
     assert error.status == 422
