@@ -97,6 +97,17 @@ def test_single_stop_string_and_null_fields() -> None:
     assert request.echo is False
 
 
+def test_continues_stops_and_tabbys_fields() -> None:
+    """Continue sends 8 stops, DeepSeek's special tokens among them; Tabby a null
+    suffix and ``presence_penalty``."""
+    # DeepSeek's tokens are written with full-width bars.
+    specials = ["<｜fim▁begin｜>", "<｜fim▁hole｜>", "<｜fim▁end｜>", "<｜end▁of▁sentence｜>"]  # noqa: RUF001
+    stops = [*specials[:3], "//", specials[3], "/src/", "#- coding: utf-8", "```"]
+    assert to_request(body(stop=stops, temperature=0.01, max_tokens=4096)).stop == tuple(stops)
+    tabby = to_request(body(suffix=None, presence_penalty=0.0, stream=True))
+    assert tabby.suffix == ""
+
+
 def test_include_usage() -> None:
     assert body(stream=True, stream_options={"include_usage": True}).include_usage is True
     assert body(stream=True).include_usage is False

@@ -158,6 +158,22 @@ def test_assistant_without_content_is_fine() -> None:
 
 def test_unknown_fields_are_ignored() -> None:
     assert body(n=1, tools=[], parallel_tool_calls=True).model == "deepseek-v4-flash"
+    # LiteLLM's text completion puts a FIM suffix into the chat body.
+    assert to_request(body(suffix="    return x")) == to_request(body())
+
+
+@pytest.mark.parametrize("reasoning", ["", " "])
+def test_empty_reasoning_content_is_kept_as_sent(reasoning: str) -> None:
+    turn = {"role": "assistant", "content": "ok", "reasoning_content": reasoning}
+    converted = to_request(body(messages=[USER, turn, USER]))
+    assert converted.messages[1].reasoning_content == reasoning
+
+
+def test_parallel_calls_and_effort_pass_through() -> None:
+    converted = to_request(body(parallel_tool_calls=False, reasoning_effort="none"))
+    assert converted.parallel_tool_calls is False
+    assert converted.reasoning_effort == "none"
+    assert to_request(body()).parallel_tool_calls is True
 
 
 @pytest.mark.parametrize(
