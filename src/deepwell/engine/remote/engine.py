@@ -1,0 +1,334 @@
+"""``RemoteEngine``: token ids to upstream model servers, text pieces back.
+
+The platform's work stays here, as on the embedded engine: the prompt is rendered with
+the model's chat template and tokenized with its vocabulary (read from its local GGUF
+file), constraints are checked with llguidance before anything is sent, the upstream's
+token ids become text and stop strings are applied by ``PieceAssembler``, and every
+generated token is one ``Piece``. The upstream only decodes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncGenerator, AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import httpx
+
+from deepwell.engine.base import (
+    Admitted,
+    Constraint,
+    ConstraintError,
+    Done,
+    EngineEvent,
+    EngineHealth,
+    EngineRequest,
+    ModelInfo,
+)
+from deepwell.engine.constraints import Constraints
+from deepwell.engine.remote import sse
+from deepwell.engine.remote.apis import APIS, Chunk, TokenProb
+from deepwell.engine.remote.replicas import Replica, Router
+from deepwell.engine.text import PieceAssembler
+from deepwell.errors import EngineFailure, InvalidRequest, Overloaded
+from deepwell.settings import RemoteEngine as RemoteSettings
+from deepwell.vocabulary import TokenLogprob, TopLogprob
+
+log = logging.getLogger(__name__)
+
+# Connection failures before the first byte, retried on another replica.
+_CONNECT_ERRORS = (httpx.ConnectError, httpx.ConnectTimeout, httpx.RemoteProtocolError)
+
+
+class Vocabulary(Protocol):
+    """The model's tokenizer and metadata, local (``engine.llamacpp.vocab.GgufVocabulary``)."""
+
+    def tokenize(self, text: str, *, special: bool) -> list[int]: ...
+
+    def piece(self, token: int, *, special: bool = False) -> bytes: ...
+
+    def token_text(self, token: int) -> str: ...
+
+    def chat_template(self) -> str: ...
+
+    def is_eog(self, token: int) -> bool: ...
+
+    def is_special(self, token: int) -> bool: ...
+
+    @property
+    def bos(self) -> int: ...
+
+    @property
+    def eos(self) -> int: ...
+
+    def close(self) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class RemoteHealth(EngineHealth):
+    """``EngineHealth`` with each replica's figures, by URL."""
+
+    replicas: dict[str, dict[str, int]] = field(default_factory=dict)
+
+
+def http_client(
+    settings: RemoteSettings, transport: httpx.AsyncBaseTransport | None = None
+) -> httpx.AsyncClient:
+    """The client of a remote backing model's upstreams (its key, if any, on every call)."""
+    headers = {}
+    if settings.api_key is not None:
+        headers["Authorization"] = f"Bearer {settings.api_key.get_secret_value()}"
+    timeout = httpx.Timeout(settings.read_timeout_s, connect=settings.connect_timeout_s)
+    limits = httpx.Limits(max_connections=None, max_keepalive_connections=64)
+    return httpx.AsyncClient(transport=transport, headers=headers, timeout=timeout, limits=limits)
+
+
+class Upstreams:
+    """The replicas of one remote backing model: routing, health checks, and opening a
+    stream with retries. Used on the event loop only; the health checks run as a task
+    started by the first call on the loop."""
+
+    def __init__(
+        self, settings: RemoteSettings, client: httpx.AsyncClient, *, block_tokens: int
+    ) -> None:
+        self.settings = settings
+        self.router = Router.of(
+            settings.urls,
+            block_tokens=block_tokens,
+            route_blocks=settings.route_blocks,
+            imbalance=settings.imbalance,
+            eject_after=settings.eject_after,
+        )
+        self._client = client
+        self._checks: asyncio.Task[None] | None = None
+
+    @property
+    def capacity(self) -> int:
+        return len(self.router.replicas) * self.settings.max_in_flight
+
+    def start(self) -> None:
+        if self._checks is None or self._checks.done():
+            self._checks = asyncio.get_running_loop().create_task(self._check_forever())
+
+    @asynccontextmanager
+    async def stream(
+        self, namespace: str, prompt: tuple[int, ...], path: str, body: dict[str, Any]
+    ) -> AsyncIterator[tuple[Replica, httpx.Response]]:
+        """An open streaming response from the replica this request routes to. A replica
+        that cannot be reached is marked and the next one tried, ``connect_retries``
+        times; after that, or with none healthy, a 503."""
+        self.start()
+        tried: set[str] = set()
+        for _ in range(self.settings.connect_retries + 1):
+            replica = self.router.pick(namespace, prompt, frozenset(tried))
+            if replica is None:
+                break
+            tried.add(replica.url)
+            self.router.started(replica)
+            try:
+                request = self._client.build_request("POST", replica.url + path, json=body)
+                try:
+                    response = await self._client.send(request, stream=True)
+                except _CONNECT_ERRORS as exc:
+                    log.warning("model server %s unreachable: %s", replica.url, exc)
+                    self.router.failed(replica)
+                    continue
+                try:
+                    await self._check_status(replica, response)
+                    yield replica, response
+                finally:
+                    await response.aclose()
+                return
+            finally:
+                self.router.ended(replica)
+        raise Overloaded("No model server of this model is available; try again later.")
+
+    async def _check_status(self, replica: Replica, response: httpx.Response) -> None:
+        if response.status_code < 400:
+            return
+        await response.aread()
+        try:
+            message = sse.error_message(response.json())
+        except ValueError:
+            message = sse.error_message(response.text)
+        status = response.status_code
+        if status in (400, 422):
+            raise InvalidRequest(f"The model server refused the request: {message}")
+        if status in (429, 503):
+            raise Overloaded(f"The model server is busy: {message}")
+        self.router.failed(replica)
+        raise EngineFailure(f"The model server failed ({status}): {message}")
+
+    async def check(self) -> None:
+        """One health check of every replica."""
+        await asyncio.gather(*(self._check(r) for r in self.router.replicas))
+
+    async def _check(self, replica: Replica) -> None:
+        try:
+            response = await self._client.get(
+                replica.url + self.settings.health_path, timeout=self.settings.connect_timeout_s
+            )
+            passed = response.status_code == 200
+        except httpx.HTTPError:
+            passed = False
+        was = replica.healthy
+        if passed:
+            self.router.passed(replica)
+        else:
+            self.router.failed(replica)
+        if was != replica.healthy:
+            log.warning(
+                "model server %s %s", replica.url, "is back" if replica.healthy else "ejected"
+            )
+
+    async def _check_forever(self) -> None:
+        while True:
+            await asyncio.sleep(self.settings.health_interval_s)
+            await self.check()
+
+    async def close(self) -> None:
+        if self._checks is not None:
+            self._checks.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._checks
+        await self._client.aclose()
+
+    def health(self) -> RemoteHealth:
+        replicas = self.router.replicas
+        return RemoteHealth(
+            state="ready" if self.router.healthy() else "restarting",
+            sequences_busy=sum(r.in_flight for r in replicas),
+            sequences_total=self.capacity,
+            queue_length=0,
+            kv_used=0,
+            kv_total=0,
+            replicas={r.url: r.figures() for r in replicas},
+        )
+
+
+class RemoteEngine:
+    """An ``Engine`` whose model runs on upstream servers that take token ids
+    (llama-server, vLLM, SGLang); see docs/scale-out.md."""
+
+    def __init__(
+        self,
+        name: str,
+        vocabulary: Vocabulary,
+        constraints: Constraints,
+        settings: RemoteSettings,
+        *,
+        context_length: int,
+        block_tokens: int,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        if settings.api not in APIS:
+            raise ValueError(f"{settings.api!r} is not a token-in API")
+        self._api = APIS[settings.api]()
+        self._settings = settings
+        self._vocabulary = vocabulary
+        self._constraints = constraints
+        self._upstreams = Upstreams(
+            settings, http_client(settings, transport), block_tokens=block_tokens
+        )
+        self._info = ModelInfo(
+            name=name,
+            chat_template=vocabulary.chat_template(),
+            bos_token=vocabulary.token_text(vocabulary.bos),
+            eos_token=vocabulary.token_text(vocabulary.eos),
+            context_length=context_length,
+        )
+
+    @property
+    def info(self) -> ModelInfo:
+        return self._info
+
+    @property
+    def upstreams(self) -> Upstreams:
+        return self._upstreams
+
+    def tokenize(self, text: str, *, special: bool) -> list[int]:
+        return self._vocabulary.tokenize(text, special=special)
+
+    def special_token(self, text: str) -> bool:
+        tokens = self._vocabulary.tokenize(text, special=True)
+        return len(tokens) == 1 and self._vocabulary.is_special(tokens[0])
+
+    def check_constraint(self, constraint: Constraint) -> None:
+        """Checked with llguidance over the model's vocabulary, as on the embedded engine;
+        a Lark grammar also needs upstreams that take one (``lark``)."""
+        self._constraints.check(constraint)
+        if constraint.kind == "lark" and not self._settings.lark:
+            raise ConstraintError(
+                f"this model's servers ({self._settings.api}) do not enforce grammars, which "
+                "forced or strict tool calls need"
+            )
+
+    async def generate(self, request: EngineRequest) -> AsyncGenerator[EngineEvent, None]:
+        body = self._api.body(request, self._settings.model)
+        stream = self._upstreams.stream(request.namespace, request.prompt, self._api.path, body)
+        async with stream as (replica, response):
+            try:
+                async for event in self._events(request, sse.events(response)):
+                    yield event
+                    if isinstance(event, Done):
+                        return
+            except httpx.HTTPError as exc:
+                self._upstreams.router.failed(replica)
+                log.warning("model server %s failed mid-reply: %r", replica.url, exc)
+                raise EngineFailure("The model server failed during the reply.") from exc
+            raise EngineFailure("The model server ended the reply before it was done.")
+
+    async def _events(
+        self, request: EngineRequest, stream: AsyncIterator[Any]
+    ) -> AsyncGenerator[EngineEvent, None]:
+        """The engine's events of one upstream stream; ``Done`` last, if the stream ends."""
+        reader = self._api.reader()
+        pieces = PieceAssembler(request.stop)
+        prompt = len(request.prompt)
+        generated = 0
+        cached: int | None = None
+        async for data in stream:
+            chunk: Chunk = reader.read(data)
+            if cached is None:
+                cached = min(chunk.cached or 0, prompt)
+                yield Admitted(cached)
+            for index, token in enumerate(chunk.tokens):
+                if self._vocabulary.is_eog(token):
+                    continue
+                generated += 1
+                prob = chunk.probs[index] if index < len(chunk.probs) else None
+                yield pieces.token(self._vocabulary.piece(token), self._logprob(token, prob))
+                if pieces.stopped:
+                    yield Done("stop", prompt, generated, cached, pieces.matched)
+                    return
+                if generated >= request.max_tokens:
+                    break
+            if chunk.finish is not None or generated >= request.max_tokens:
+                if (tail := pieces.end()) is not None:
+                    yield tail
+                reason = chunk.finish if generated < request.max_tokens else "length"
+                yield Done(reason or "length", prompt, generated, cached)
+                return
+
+    def _logprob(self, token: int, prob: TokenProb | None) -> TokenLogprob | None:
+        if prob is None:
+            return None
+        raw = self._vocabulary.piece(token)
+        top = tuple(self._top(t, lp) for t, lp in prob.top)
+        return TokenLogprob(raw.decode("utf-8", errors="replace"), prob.logprob, tuple(raw), top)
+
+    def _top(self, token: int, logprob: float) -> TopLogprob:
+        raw = self._vocabulary.piece(token)
+        return TopLogprob(raw.decode("utf-8", errors="replace"), logprob, tuple(raw))
+
+    async def health(self) -> EngineHealth:
+        self._upstreams.start()
+        return self._upstreams.health()
+
+    async def close(self) -> None:
+        await self._upstreams.close()
+        self._vocabulary.close()

@@ -1,0 +1,41 @@
+"""Reading an upstream's server-sent events: one JSON object per ``data:`` line."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator, Mapping
+from typing import Any
+
+import httpx
+
+from deepwell.errors import EngineFailure
+
+
+async def events(response: httpx.Response) -> AsyncIterator[Mapping[str, Any]]:
+    """The JSON objects of ``response``'s ``data:`` lines, up to ``[DONE]`` or the end. An
+    event that is an error (llama-server, vLLM and SGLang send ``{"error": ...}``) ends
+    the stream with an ``EngineFailure``."""
+    async for line in response.aiter_lines():
+        if not line.startswith("data:"):
+            continue
+        data = line[5:].strip()
+        if data == "[DONE]":
+            return
+        if not data:
+            continue
+        try:
+            event = json.loads(data)
+        except ValueError:
+            raise EngineFailure("The model server sent an event that is not JSON.") from None
+        if not isinstance(event, dict):
+            continue
+        if "error" in event:
+            raise EngineFailure(f"The model server failed: {error_message(event)}")
+        yield event
+
+
+def error_message(body: object, limit: int = 300) -> str:
+    """The message of an upstream's error body, on one line and bounded."""
+    error = body.get("error", body) if isinstance(body, Mapping) else body
+    message = error.get("message", error) if isinstance(error, Mapping) else error
+    return " ".join(str(message).split())[:limit] or "no message"
