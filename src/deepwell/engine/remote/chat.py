@@ -186,9 +186,11 @@ class ChatEngine:
         answering = conversation.thinking and conversation.tail.strip() != opened
         parked = self._claim(request) if answering else None
         if parked is not None:
-            async with parked.stream:
+            try:
                 async for event in self._answer(request, parked.deltas, parked.reasoning_tokens):
                     yield event
+            finally:
+                await parked.stream.__aexit__(None, None, None)
             return
         body = self._body(request, conversation)
         stream = self._upstreams.stream(

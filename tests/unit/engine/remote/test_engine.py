@@ -1,0 +1,259 @@
+"""RemoteEngine against recorded request and response shapes of llama-server, vLLM and
+SGLang: what is sent, how tokens, cache counts and endings come back, and failures."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import httpx
+import pytest
+from tests.unit.engine.remote.fakes import engine, sse
+
+from deepwell.engine.base import (
+    Admitted,
+    Constraint,
+    ConstraintError,
+    Done,
+    EngineEvent,
+    EngineRequest,
+    Piece,
+)
+from deepwell.engine.remote.apis import cache_salt
+from deepwell.errors import EngineFailure, InvalidRequest, Overloaded
+from deepwell.vocabulary import Sampling
+
+PROMPT = tuple(ord(c) for c in "Hello there")
+
+
+async def run(remote: Any, request: EngineRequest) -> list[EngineEvent]:
+    return [event async for event in remote.generate(request)]
+
+
+def text(events: list[EngineEvent]) -> str:
+    return "".join(e.text for e in events if isinstance(e, Piece))
+
+
+def ids(word: str) -> list[int]:
+    return [ord(c) for c in word]
+
+
+async def test_llama_server_sends_token_ids_and_reads_tokens_and_cache() -> None:
+    sent: list[dict[str, Any]] = []
+
+    def handle(request: httpx.Request) -> httpx.Response:
+        sent.append(json.loads(request.content))
+        assert request.url.path == "/completion"
+        body = sse(
+            {"content": "Hi", "tokens": ids("Hi"), "stop": False, "timings": {"cache_n": 8}},
+            {"content": "!", "tokens": ids("!"), "stop": False, "timings": {"cache_n": 8}},
+            {"content": "", "tokens": [], "stop": True, "stop_type": "eos", "tokens_predicted": 3},
+            done=False,
+        )
+        return httpx.Response(200, content=body)
+
+    remote = engine("llama-server", handle)
+    request = EngineRequest(PROMPT, max_tokens=5, sampling=Sampling(temperature=0, seed=7))
+    events = await run(remote, request)
+    assert sent[0]["prompt"] == list(PROMPT)
+    assert sent[0] | {"n_predict": 5, "stream": True, "cache_prompt": True, "seed": 7} == sent[0]
+    assert events[0] == Admitted(8)
+    assert [e.tokens for e in events if isinstance(e, Piece)] == [1, 1, 1]
+    assert text(events) == "Hi!"
+    assert events[-1] == Done("stop", len(PROMPT), 3, 8)
+    await remote.close()
+
+
+async def test_stop_strings_are_applied_locally_and_named() -> None:
+    def handle(request: httpx.Request) -> httpx.Response:
+        events = [{"tokens": [t], "stop": False} for t in ids("one. two")]
+        return httpx.Response(200, content=sse(*events, done=False))
+
+    remote = engine("llama-server", handle)
+    events = await run(remote, EngineRequest(PROMPT, max_tokens=20, stop=(". ",)))
+    assert text(events) == "one"
+    done = events[-1]
+    assert isinstance(done, Done)
+    assert (done.reason, done.stop_sequence, done.completion_tokens) == ("stop", ". ", 5)
+
+
+async def test_vllm_completions_with_salt_constraint_and_usage() -> None:
+    sent: list[dict[str, Any]] = []
+
+    def handle(request: httpx.Request) -> httpx.Response:
+        sent.append(json.loads(request.content))
+        assert request.url.path == "/v1/completions"
+        usage = {
+            "prompt_tokens": 11,
+            "completion_tokens": 2,
+            "prompt_tokens_details": {"cached_tokens": 4},
+        }
+        body = sse(
+            {
+                "choices": [
+                    {"index": 0, "text": "{}", "token_ids": ids("{}"), "finish_reason": None}
+                ],
+                "usage": usage,
+            },
+            {
+                "choices": [{"index": 0, "text": "", "token_ids": [0], "finish_reason": "stop"}],
+                "usage": usage,
+            },
+            {"choices": [], "usage": usage},
+        )
+        return httpx.Response(200, content=body)
+
+    remote = engine("vllm", handle)
+    schema = Constraint("json_schema", '{"type": "object"}')
+    events = await run(remote, EngineRequest(PROMPT, 9, namespace="7/", constraint=schema))
+    body = sent[0]
+    assert body["prompt"] == list(PROMPT)
+    assert body["model"] == "m"
+    assert body["cache_salt"] == cache_salt("7/") != cache_salt("8/")
+    assert body["structured_outputs"] == {"json": {"type": "object"}}
+    assert body["return_token_ids"] is True
+    assert events[0] == Admitted(4)
+    assert text(events) == "{}"
+    assert events[-1] == Done("stop", len(PROMPT), 2, 4)
+
+
+async def test_vllm_logprobs_come_from_token_id_strings() -> None:
+    def handle(request: httpx.Request) -> httpx.Response:
+        logprobs = {
+            "tokens": ["token_id:65"],
+            "token_logprobs": [-0.5],
+            "top_logprobs": [{"token_id:65": -0.5, "token_id:66": -1.5}],
+        }
+        body = sse({"choices": [{"text": "A", "logprobs": logprobs, "finish_reason": "length"}]})
+        return httpx.Response(200, content=body)
+
+    remote = engine("vllm", handle)
+    events = await run(remote, EngineRequest(PROMPT, 1, logprobs=1))
+    piece = next(e for e in events if isinstance(e, Piece))
+    assert piece.logprobs[0].token == "A"
+    assert piece.logprobs[0].logprob == -0.5
+    assert [t.token for t in piece.logprobs[0].top] == ["A", "B"]
+    assert events[-1] == Done("length", len(PROMPT), 1, 0)
+
+
+async def test_sglang_generate_with_cumulative_output_ids() -> None:
+    sent: list[dict[str, Any]] = []
+
+    def handle(request: httpx.Request) -> httpx.Response:
+        sent.append(json.loads(request.content))
+        assert request.url.path == "/generate"
+
+        def event(out: str, finish: Any) -> dict[str, Any]:
+            meta = {
+                "prompt_tokens": 11,
+                "completion_tokens": len(out),
+                "cached_tokens": 6,
+                "finish_reason": finish,
+            }
+            return {"text": out, "output_ids": ids(out), "meta_info": meta}
+
+        body = sse(
+            event("ab", None), event("abc", None), event("abcd", {"type": "length", "length": 4})
+        )
+        return httpx.Response(200, content=body)
+
+    remote = engine("sglang", handle, lark=True)
+    grammar = Constraint("lark", 'start: "abcd"')
+    events = await run(remote, EngineRequest(PROMPT, 4, constraint=grammar))
+    assert sent[0]["input_ids"] == list(PROMPT)
+    assert sent[0]["sampling_params"]["ebnf"] == 'start: "abcd"'
+    assert sent[0]["sampling_params"]["max_new_tokens"] == 4
+    assert text(events) == "abcd"
+    assert events[0] == Admitted(6)
+    assert events[-1] == Done("length", len(PROMPT), 4, 6)
+
+
+def test_a_grammar_needs_upstreams_that_take_one() -> None:
+    remote = engine("llama-server", lambda r: httpx.Response(500))
+    remote.check_constraint(Constraint("json_schema", '{"type": "object"}'))
+    with pytest.raises(ConstraintError, match="do not enforce grammars"):
+        remote.check_constraint(Constraint("lark", 'start: "x"'))
+    with pytest.raises(ConstraintError):
+        remote.check_constraint(Constraint("json_schema", "[1, 2"))
+
+
+async def test_an_unreachable_replica_is_retried_on_another() -> None:
+    def handle(request: httpx.Request) -> httpx.Response:
+        if request.url.host == "down":
+            raise httpx.ConnectError("refused", request=request)
+        return httpx.Response(
+            200, content=sse({"tokens": ids("ok"), "stop": True, "stop_type": "eos"})
+        )
+
+    remote = engine("llama-server", handle, urls=("http://down", "http://up"), eject_after=1)
+    for seed in range(4):  # some of them hash to the replica that is down first
+        request = EngineRequest((seed, *PROMPT), 4, namespace=str(seed))
+        assert text(await run(remote, request)) == "ok"
+    figures = (await remote.health()).replicas  # type: ignore[attr-defined]
+    assert figures["http://down"]["healthy"] == 0
+    assert figures["http://up"]["in_flight"] == 0
+
+
+async def test_no_replica_left_is_a_503() -> None:
+    def handle(request: httpx.Request) -> httpx.Response:
+        raise httpx.ConnectError("refused", request=request)
+
+    remote = engine("llama-server", handle, urls=("http://a", "http://b"))
+    with pytest.raises(Overloaded):
+        await run(remote, EngineRequest(PROMPT, 4))
+
+
+async def test_a_replica_dying_mid_stream_ends_the_stream_with_an_engine_failure() -> None:
+    class Dying(httpx.AsyncByteStream):
+        async def __aiter__(self) -> Any:
+            yield sse({"tokens": ids("par"), "stop": False}, done=False)
+            raise httpx.ReadError("connection reset")
+
+    remote = engine("llama-server", lambda r: httpx.Response(200, stream=Dying()))
+    seen: list[EngineEvent] = []
+
+    async def read() -> None:
+        async for event in remote.generate(EngineRequest(PROMPT, 10)):
+            seen.append(event)
+
+    with pytest.raises(EngineFailure, match="failed during the reply"):
+        await read()
+    assert text(seen) == "par"
+    assert (await remote.health()).replicas["http://a"]["errors"] == 1  # type: ignore[attr-defined]
+
+
+async def test_a_stream_cut_short_without_an_end_is_an_engine_failure() -> None:
+    remote = engine("llama-server", lambda r: httpx.Response(200, content=sse({"tokens": [65]})))
+    with pytest.raises(EngineFailure, match="before it was done"):
+        await run(remote, EngineRequest(PROMPT, 10))
+
+
+async def test_upstream_refusals_are_typed() -> None:
+    refusal = {"error": {"code": 400, "message": "bad   prompt"}}
+    remote = engine("llama-server", lambda r: httpx.Response(400, json=refusal))
+    with pytest.raises(InvalidRequest, match="refused the request: bad prompt"):
+        await run(remote, EngineRequest(PROMPT, 10))
+    busy = engine("vllm", lambda r: httpx.Response(503, text="busy"))
+    with pytest.raises(Overloaded):
+        await run(busy, EngineRequest(PROMPT, 10))
+
+
+async def test_health_checks_eject_and_readmit() -> None:
+    up = {"http://a": True}
+
+    def handle(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200 if up["http://a"] else 503)
+
+    remote = engine("llama-server", handle, eject_after=2)
+    upstreams = remote.upstreams
+    up["http://a"] = False
+    await upstreams.check()
+    assert (await remote.health()).state == "ready"
+    await upstreams.check()
+    assert (await remote.health()).state == "restarting"
+    up["http://a"] = True
+    await upstreams.check()
+    health = await remote.health()
+    assert health.state == "ready"
+    assert health.replicas["http://a"]["ejections"] == 1  # type: ignore[attr-defined]
+    await remote.close()
