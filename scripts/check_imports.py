@@ -66,6 +66,11 @@ RULES = (
         allowed=("engine/llamacpp/",),
     ),
     Rule(
+        "httpx only in engine/remote/ and http/ (models/ fetches through huggingface_hub)",
+        forbidden=("httpx",),
+        allowed=("engine/remote/", "http/"),
+    ),
+    Rule(
         "llguidance only in engine/constraints.py and engine/llamacpp/",
         forbidden=("llguidance",),
         allowed=("engine/constraints.py", "engine/llamacpp/"),
