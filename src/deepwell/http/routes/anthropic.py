@@ -19,6 +19,8 @@ from fastapi import APIRouter, Depends, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
+from starlette.exceptions import HTTPException
+from starlette.types import Receive, Scope, Send
 
 from deepwell.dialects.anthropic import replies
 from deepwell.dialects.anthropic.errors import error_body
@@ -69,6 +71,17 @@ class AnthropicRoute(APIRoute):
                 return _error(validation_error(exc.errors()))
 
         return route
+
+    async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """A method the route does not serve (405) is answered in Anthropic's envelope too."""
+        try:
+            await super().handle(scope, receive, send)
+        except HTTPException as exc:
+            error = DeepwellError(str(exc.detail))
+            error.status = exc.status_code
+            response = _error(error)
+            response.headers.update(exc.headers or {})
+            await response(scope, receive, send)
 
 
 def _error(exc: DeepwellError) -> JSONResponse:
