@@ -116,15 +116,23 @@ def text_or_tool_calls(
     return Constraint("lark", lark.grammar(start, tools, schemas, parallel=parallel))
 
 
-def text_only(fmt: ToolCallFormat, specials: frozenset[str] = frozenset()) -> Constraint:
+def text_only(
+    fmt: ToolCallFormat, specials: frozenset[str] = frozenset(), names: Sequence[str] = ()
+) -> Constraint:
     """Free text that makes no call in ``fmt``: ``tool_choice: none`` with tools in the
     prompt. A marker that is a special token is out of the text's reach by itself; one
-    that is plain text may not occur in it."""
-    plain = [m for m in (fmt.group_open, fmt.open) if m and m not in specials]
+    that is plain text may not occur in it. For formats that also take bare JSON calls,
+    neither may the head of a bare call to one of ``names`` (``{"name": "f"``), which a
+    model that may not call writes instead."""
+    forbidden = [_regex_escape(m) for m in (fmt.group_open, fmt.open) if m and m not in specials]
+    if fmt.bare and names:
+        blank = "[ \\t\\r\\n]*"
+        key = _regex_escape("{") + blank + _regex_escape('"name"') + blank + ":" + blank
+        called = "|".join(_regex_escape(f'"{name}"') for name in names)
+        forbidden.append(f"{key}({called})")
     text = "/(?s:.+)/"
-    if plain:
-        markers = "|".join(_regex_escape(marker) for marker in plain)
-        text += f" & ~/(?s:.*({markers}).*)/"
+    if forbidden:
+        text += f" & ~/(?s:.*({'|'.join(forbidden)}).*)/"
     return Constraint("lark", f"start: TEXT?\nTEXT: {text}\n")
 
 

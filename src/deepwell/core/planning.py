@@ -181,7 +181,9 @@ def _constraint(
     if request.json_output:
         return grammars.JSON_OBJECT
     if fmt is not None and choice.mode == "none":
-        return _checked(grammars.text_only(fmt, _special_markers(fmt, engine)), engine, "tools")
+        names = [tool.name for tool in request.tools]
+        text = grammars.text_only(fmt, _special_markers(fmt, engine), names)
+        return _checked(text, engine, "tools")
     return None
 
 

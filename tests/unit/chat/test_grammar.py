@@ -222,12 +222,20 @@ def test_a_function_without_parameters_takes_only_an_empty_object() -> None:
 
 @pytest.mark.parametrize("fmt", [HERMES, DEEPSEEK])
 def test_text_only_makes_no_call(fmt: ToolCallFormat) -> None:
-    constraint = grammar.text_only(fmt)
+    constraint = grammar.text_only(fmt, names=["get_weather"])
     assert accepts(constraint, "It is sunny in Paris.")
     assert accepts(constraint, "")
+    assert accepts(constraint, 'Use {"name": "Ada"} as the body.')
     for marker in (fmt.group_open, fmt.open):
         if marker:
             assert not accepts(constraint, f'Let me check. {marker}{{"city": "Paris"}}')
+
+
+def test_text_only_makes_no_bare_call_either() -> None:
+    constraint = grammar.text_only(HERMES, names=["get_weather", "get_time"])
+    for call in ('{"name": "get_weather", "arguments": {}}', '{ "name" :"get_time"'):
+        assert not accepts(constraint, f"Sure.\n{call}")
+    assert accepts(grammar.text_only(HERMES), '{"name": "get_weather", "arguments": {}}')
 
 
 def test_text_only_leaves_special_markers_to_the_vocabulary() -> None:
