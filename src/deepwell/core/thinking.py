@@ -26,6 +26,14 @@ PASSBACK_MESSAGE = "The `reasoning_content` in the thinking mode must be passed 
 TOOL_CHOICE_MESSAGE = "Thinking mode does not support this tool_choice"
 
 
+class ReasoningNotPassedBack(InvalidRequest):
+    """400: an assistant turn with tool calls came back without its reasoning (each
+    dialect names the field it should have carried it in)."""
+
+    def __init__(self) -> None:
+        super().__init__(PASSBACK_MESSAGE)
+
+
 def thinking_on(request: GenerationRequest, model: ResolvedModel) -> bool:
     """Whether the reply thinks: a legacy alias fixes it, else the request's ``thinking``,
     else its ``reasoning_effort`` (``none`` is off), else the model."""
@@ -53,7 +61,7 @@ def _check_passback(messages: Sequence[Message], *, nonempty: bool) -> None:
             continue
         reasoning = message.reasoning_content
         if reasoning is None or (nonempty and not reasoning):
-            raise InvalidRequest(PASSBACK_MESSAGE)
+            raise ReasoningNotPassedBack()
 
 
 def budget(request: GenerationRequest, spec: Reasoning, rules: Thinking) -> int:

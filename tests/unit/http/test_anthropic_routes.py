@@ -12,7 +12,7 @@ import anthropic
 import httpx
 import httpx2
 import pytest
-from anthropic.types import MessageParam
+from anthropic.types import MessageParam, ToolParam
 from fastapi import FastAPI
 from http_fakes import KEY, REPLY, FakeWallet
 
@@ -171,14 +171,40 @@ async def test_a_wrong_key_is_a_401_in_anthropic_envelope(app: FastAPI) -> None:
     assert refused.value.body["error"]["type"] == "authentication_error"  # type: ignore[index]
 
 
-async def test_a_low_balance_is_a_402_permission_error(
+async def test_a_low_balance_is_a_402_billing_error(
     sdk: anthropic.AsyncAnthropic, wallet: FakeWallet
 ) -> None:
     wallet.refuse = True
-    with pytest.raises(anthropic.APIStatusError) as refused:
+    with pytest.raises(anthropic.PaymentRequiredError) as refused:
         await sdk.messages.create(model=FLASH, max_tokens=8, messages=HI)
     assert refused.value.status_code == 402
-    assert refused.value.body["error"]["type"] == "permission_error"  # type: ignore[index]
+    assert refused.value.body["error"]["type"] == "billing_error"  # type: ignore[index]
+
+
+async def test_a_tool_use_turn_without_its_thinking_is_a_400_naming_the_block(
+    sdk: anthropic.AsyncAnthropic,
+) -> None:
+    weather: ToolParam = {"name": "get_weather", "input_schema": {"type": "object"}}
+    turn: MessageParam = {
+        "role": "assistant",
+        "content": [{"type": "tool_use", "id": "toolu_1", "name": "get_weather", "input": {}}],
+    }
+    result: MessageParam = {
+        "role": "user",
+        "content": [{"type": "tool_result", "tool_use_id": "toolu_1", "content": "21C"}],
+    }
+    with pytest.raises(anthropic.BadRequestError) as refused:
+        await sdk.messages.create(
+            model=FLASH, max_tokens=8, messages=[*HI, turn, result], tools=[weather]
+        )
+    assert refused.value.body == {
+        "type": "error",
+        "error": {
+            "type": "invalid_request_error",
+            "message": "The `content[].thinking` in the thinking mode must be passed back "
+            "to the API.",
+        },
+    }
 
 
 async def test_count_tokens_uses_the_template(
@@ -198,3 +224,15 @@ async def test_models_and_the_hello_probe(app: FastAPI) -> None:
         listed = await http.get("/anthropic/v1/models", headers={"x-api-key": KEY})
     ids = [model["id"] for model in listed.json()["data"]]
     assert FLASH in ids
+
+
+async def test_no_messages_is_a_400(sdk: anthropic.AsyncAnthropic) -> None:
+    with pytest.raises(anthropic.BadRequestError) as refused:
+        await sdk.messages.create(model=FLASH, max_tokens=8, messages=[], extra_body=PLAIN)
+    assert refused.value.body == {
+        "type": "error",
+        "error": {
+            "type": "invalid_request_error",
+            "message": "messages: at least one message is required",
+        },
+    }

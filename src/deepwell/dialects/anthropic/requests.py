@@ -10,6 +10,8 @@
   ``reasoning_content`` is; ``redacted_thinking`` is dropped; ``image`` and ``document``
   are a 400 (the embedded model reads text only).
 - ``max_tokens`` is lowered to what the model and the context allow, not refused.
+- ``messages`` may not be empty (a 400, as Anthropic's); a last ``assistant`` turn is a
+  finished turn, not the start of the reply.
 """
 
 from __future__ import annotations
@@ -49,6 +51,8 @@ def to_request(
     settings: AnthropicSettings,
     public_models: Collection[str],
 ) -> GenerationRequest:
+    if not body.messages:
+        raise InvalidRequest("messages: at least one message is required", param="messages")
     thinking = body.thinking
     max_tokens = body.max_tokens if isinstance(body, MessagesRequest) else None
     tools = tuple(_tool(t) for t in body.tools or () if _served(t))
