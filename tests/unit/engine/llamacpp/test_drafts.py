@@ -21,7 +21,7 @@ def test_the_latest_appearance_wins_and_room_bounds_the_draft() -> None:
 
 
 def test_drafts_grow_when_taken_and_shrink_when_not() -> None:
-    lookup = PromptLookup(list(range(20)) + [0, 1, 2])
+    lookup = PromptLookup([*range(20), 0, 1, 2])
     first = lookup.draft(room=20)
     lookup.feedback(len(first), len(first))
     assert len(lookup.draft(room=20)) == len(first) + 2
