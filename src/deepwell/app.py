@@ -18,6 +18,7 @@ from deepwell.billing.ledger import Ledger
 from deepwell.billing.prices import PriceBook
 from deepwell.chat.fim import FimFormat, fim_format
 from deepwell.chat.template import ChatTemplate
+from deepwell.console import AccountAdmin
 from deepwell.core.admission import Admission, Overrides, OverrideSource
 from deepwell.core.completion import CompletionService
 from deepwell.core.gateway import Gateway, Wallet
@@ -25,13 +26,24 @@ from deepwell.core.service import GenerationService
 from deepwell.engine.base import Engine
 from deepwell.engine.loader import load_engine
 from deepwell.http import errors, observability, openapi
-from deepwell.http.routes import anthropic, chat, completions, health, models, user
+from deepwell.http.routes import (
+    admin,
+    anthropic,
+    chat,
+    completions,
+    console,
+    health,
+    models,
+    status,
+    user,
+)
 from deepwell.http.state import BalanceLookup, KeyLookup, Services
 from deepwell.limits.concurrency import Limiter, LocalLimiter
 from deepwell.limits.queue import FairQueue
 from deepwell.limits.redis import RedisLimiter
 from deepwell.models.registry import ModelRegistry
 from deepwell.settings import Settings
+from deepwell.status import StatusBoard, Tee, watching
 from deepwell.store.db import Database, open_database
 
 OPENAI_PREFIXES = ("", "/v1")
@@ -65,6 +77,8 @@ def create_app(
                 if engines is not None
                 else await _load_engines(settings, registry, stack, on_fatal)
             )
+            board = StatusBoard({m: registry.resolve(m).backing for m in registry.public_ids()})
+            await stack.enter_async_context(watching(board, live))
             gateway = Gateway(
                 GenerationService(
                     registry,
@@ -86,7 +100,7 @@ def create_app(
                 currency=settings.billing.currency,
                 block_tokens=settings.cache.block_tokens,
                 queue=settings.queue,
-                observer=observer,
+                observer=Tee(observer, board),
             )
             stack.push_async_callback(gateway.close)
             app.state.services = Services(
@@ -102,6 +116,8 @@ def create_app(
                 admin_token=settings.admin_token,
                 private_details=settings.metrics.require_admin,
                 anthropic=settings.anthropic,
+                accounts=AccountAdmin(store.database),
+                status=board,
             )
             yield
 
@@ -119,6 +135,10 @@ def create_app(
         app.include_router(completions.router, prefix=prefix)
     app.include_router(anthropic.router, prefix=anthropic.PREFIX)
     app.include_router(health.router)
+    app.include_router(status.router)
+    app.include_router(admin.router)
+    app.include_router(console.api)
+    app.include_router(console.pages)
     return app
 
 

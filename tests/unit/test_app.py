@@ -78,6 +78,22 @@ def test_routes(tmp_path: Path) -> None:
         ("/anthropic/v1/messages", "POST"),
         ("/anthropic/v1/messages/count_tokens", "POST"),
         ("/anthropic/v1/models", "GET"),
+        ("/status.json", "GET"),
+        ("/admin/accounts", "GET"),
+        ("/admin/accounts/{name}", "GET"),
+        ("/admin/accounts/{name}/top-ups", "POST"),
+        ("/admin/top-ups", "GET"),
+        ("/admin/keys", "GET"),
+        ("/admin/keys", "POST"),
+        ("/admin/keys/{key_id}", "DELETE"),
+        ("/admin/usage", "GET"),
+        ("/console/api/session", "GET"),
+        ("/console/api/account", "GET"),
+        ("/console/api/keys", "GET"),
+        ("/console/api/keys", "POST"),
+        ("/console/api/keys/{key_id}", "DELETE"),
+        ("/console/api/usage", "GET"),
+        ("/console/api/requests/{request_id}", "GET"),
     }
 
 

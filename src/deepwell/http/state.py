@@ -9,12 +9,14 @@ from fastapi import Request
 from pydantic import SecretStr
 
 from deepwell.billing.balances import BalanceInfo
+from deepwell.console import AccountAdmin
 from deepwell.core.gateway import Gateway
 from deepwell.core.observer import Trace
 from deepwell.engine.base import Engine
 from deepwell.metrics import PrometheusObserver
 from deepwell.models.registry import ModelRegistry
 from deepwell.settings import AnthropicSettings, RequestLimits
+from deepwell.status import StatusBoard
 from deepwell.vocabulary import Caller
 
 
@@ -43,6 +45,10 @@ class Services:
     admin_token: SecretStr | None = None
     private_details: bool = False
     anthropic: AnthropicSettings = field(default_factory=AnthropicSettings)
+    # The admin API's and the console's accounts, keys, money and usage; None: not served.
+    accounts: AccountAdmin | None = None
+    # What ``/status`` shows; None: not recorded.
+    status: StatusBoard | None = None
 
 
 def services(request: Request) -> Services:

@@ -37,6 +37,9 @@ def test_generating_routes_declare_their_json_bodies(tmp_path: Path, clean_env: 
         "/v1/beta/completions",
         "/anthropic/v1/messages",
         "/anthropic/v1/messages/count_tokens",
+        "/admin/keys",
+        "/admin/accounts/{name}/top-ups",
+        "/console/api/keys",
     }
     assert "messages" in bodies["/chat/completions"]["properties"]
     assert "suffix" in bodies["/beta/completions"]["properties"]
