@@ -181,10 +181,23 @@ def _constraint(
     if request.json_output:
         return grammars.JSON_OBJECT
     if fmt is not None and choice.mode == "none":
-        names = [tool.name for tool in request.tools]
-        text = grammars.text_only(fmt, _special_markers(fmt, engine), names)
-        return _checked(text, engine, "tools")
+        return _text_only(request, fmt, engine)
     return None
+
+
+def _text_only(
+    request: GenerationRequest, fmt: ToolCallFormat, engine: Engine
+) -> Constraint | None:
+    """``tool_choice: none``: text in which no call can begin. An engine that cannot
+    enforce it (a remote one without Lark grammars) runs unconstrained: the answer is
+    not parsed for calls, so what the model writes is text either way."""
+    names = [tool.name for tool in request.tools]
+    text = grammars.text_only(fmt, _special_markers(fmt, engine), names)
+    try:
+        engine.check_constraint(text)
+    except ConstraintError:
+        return None
+    return text
 
 
 def _calls(

@@ -13,6 +13,7 @@ from deepwell.chat.toolcalls import HERMES
 from deepwell.core.service import GenerationService, Prepared
 from deepwell.core.thinking import TOOL_CHOICE_MESSAGE
 from deepwell.core.types import GenerationRequest
+from deepwell.engine.base import Constraint, ConstraintError
 from deepwell.engine.fake import TEMPLATE, FakeEngine
 from deepwell.errors import InvalidRequest
 from deepwell.models.registry import ModelRegistry
@@ -43,8 +44,22 @@ STRICT = Tool(
 TOOLS_TEMPLATE = "{% if tools %}<|tools|>{{ tools | tojson }}\n{% endif %}" + TEMPLATE
 
 
-def prepare(settings: Settings | None = None, template: str = TEMPLATE, **fields: Any) -> Prepared:
-    engine = FakeEngine(context_length=4096)
+class NoGrammars(FakeEngine):
+    """An engine that enforces JSON Schemas but no Lark grammar (llama-server's kind)."""
+
+    def check_constraint(self, constraint: Constraint) -> None:
+        if constraint.kind == "lark":
+            raise ConstraintError("Lark grammars are not supported")
+        super().check_constraint(constraint)
+
+
+def prepare(
+    settings: Settings | None = None,
+    template: str = TEMPLATE,
+    engine: FakeEngine | None = None,
+    **fields: Any,
+) -> Prepared:
+    engine = engine or FakeEngine(context_length=4096)
     registry = ModelRegistry(settings or Settings())
     service = GenerationService(
         registry,
@@ -161,6 +176,14 @@ def test_tool_choice_none_keeps_the_tools_in_the_prompt_and_forbids_calls(strict
     assert constraint is not None
     assert constraint.source.startswith("start: TEXT?\n")
     assert "calls" not in constraint.source
+
+
+def test_tool_choice_none_runs_unconstrained_where_no_grammar_can_be_enforced() -> None:
+    none = prepare(
+        engine=NoGrammars(context_length=4096), tools=(WEATHER,), tool_choice=ToolChoice("none")
+    )
+    assert none.plan.request.constraint is None
+    assert none.plan.tools is None
 
 
 def test_tool_choice_none_with_json_output_is_json() -> None:
