@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import random
 import statistics
 import sys
 import tempfile
@@ -25,41 +24,11 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import Endpoint, deepwell_server, llama_server, stream_chat
-
-MODEL_FILE = "qwen2.5-coder-0.5b-instruct-q4_k_m.gguf"
-WORDS = [
-    "river",
-    "stone",
-    "light",
-    "garden",
-    "window",
-    "paper",
-    "engine",
-    "signal",
-    "harbor",
-    "forest",
-    "market",
-    "silver",
-    "winter",
-    "letter",
-    "bridge",
-    "candle",
-    "orbit",
-    "meadow",
-    "lantern",
-    "pocket",
-    "thunder",
-    "velvet",
-    "canyon",
-    "echo",
-]
+from common import MODEL_FILE, Endpoint, deepwell_server, document, llama_server, stream_chat
 
 
 def system_prompt(words: int) -> str:
-    rng = random.Random(42)
-    rules = " ".join(rng.choice(WORDS) for _ in range(words))
-    return f"You are a careful assistant. Follow these project notes.\n\n{rules}"
+    return f"You are a careful assistant. Follow these project notes.\n\n{document(42, words)}"
 
 
 def user_session(

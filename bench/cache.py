@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import random
 import sys
 import tempfile
 from collections.abc import Callable, Iterator
@@ -31,41 +30,9 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import Endpoint, deepwell_server, llama_server, stream_chat
+from common import MODEL_FILE, Endpoint, deepwell_server, document, llama_server, stream_chat
 
-MODEL_FILE = "qwen2.5-coder-0.5b-instruct-q4_k_m.gguf"
-VOCABULARY = (
-    "river",
-    "stone",
-    "light",
-    "garden",
-    "window",
-    "paper",
-    "engine",
-    "signal",
-    "harbor",
-    "forest",
-    "market",
-    "silver",
-    "winter",
-    "letter",
-    "bridge",
-    "candle",
-    "orbit",
-    "meadow",
-    "lantern",
-    "pocket",
-    "thunder",
-    "velvet",
-    "canyon",
-    "echo",
-)
 SCENARIOS = ("cold", "warm", "sequence reused", "after restart")
-
-
-def document(seed: int, words: int) -> str:
-    rng = random.Random(seed)
-    return " ".join(rng.choice(VOCABULARY) for _ in range(words))
 
 
 def ttft(endpoint: Endpoint, text: str) -> tuple[float, int, int]:

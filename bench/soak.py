@@ -221,6 +221,10 @@ async def soak(served: Served, streams: int, seconds: float, seed: int) -> tuple
         "warm_up_peak_mib": round(max(warm), 1),
         "peak_after_mib": round(max(after, default=max(warm)), 1),
         "end_mib": round(rss_mib(served.pid), 1),
+        # At each quarter of the run: whether it levels off or keeps climbing.
+        "quarters_mib": [
+            round(max(rss for at, rss in samples if at <= seconds * q / 4), 1) for q in (1, 2, 3, 4)
+        ],
     }
     return tally, memory
 
@@ -386,7 +390,8 @@ def report(result: dict[str, Any]) -> None:
     )
     print(
         f"resident memory: warm-up peak {memory['warm_up_peak_mib']} MiB, peak after "
-        f"{memory['peak_after_mib']} MiB ({memory['growth']:+.1%}), end {memory['end_mib']} MiB"
+        f"{memory['peak_after_mib']} MiB ({memory['growth']:+.1%}), end {memory['end_mib']} MiB; "
+        f"peak by each quarter {memory['quarters_mib']} MiB"
     )
     print(
         f"ledger: {books['usage_requests']} requests, cost {books['usage_cost']} USD, "
