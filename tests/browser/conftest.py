@@ -57,8 +57,10 @@ def screenshot(page: Page, name: str) -> None:
     page.screenshot(path=str(SCREENSHOTS / f"{name}.png"), full_page=True)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
+    """Playwright's sync API runs an event loop on this thread while it is open: it is
+    closed with the module, so the asyncio tests that follow get the thread back."""
     if not CHROMIUM.is_file():
         pytest.skip(f"no Chromium at {CHROMIUM} (apt-get install chromium)")
     with sync_playwright() as playwright:
@@ -69,7 +71,7 @@ def browser() -> Iterator[Browser]:
         launched.close()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def console(tmp_path_factory: pytest.TempPathFactory, browser: Browser) -> Iterator[Console]:
     data_dir = tmp_path_factory.mktemp("deepwell-console")
     env = server_env(data_dir, DEEPWELL_ADMIN_TOKEN=ADMIN_TOKEN)
