@@ -235,9 +235,11 @@ def test_concurrent_requests_never_overspend(platform: Server) -> None:
             return await asyncio.gather(*(one(n) for n in range(32)))
 
     statuses = asyncio.run(burst())
-    assert set(statuses) <= {200, 402}
+    # 402 when the balance cannot cover a hold; 429 when what it leaves lowers the
+    # account's concurrency below the request's place (limits.concurrency.low_balance).
+    assert set(statuses) <= {200, 402, 429}
     assert statuses.count(200) >= 1
-    assert statuses.count(402) >= 1
+    assert statuses.count(402) + statuses.count(429) >= 1
     after = balance(platform, name)
     assert after["held"] == 0
     assert after["total_balance"] >= 0

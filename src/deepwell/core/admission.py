@@ -48,9 +48,11 @@ class Overrides:
 
 @dataclass(frozen=True, slots=True)
 class Entry:
-    """A request counted under ``counters``; ``counters[0]`` is its account's."""
+    """A request counted under ``counters``; ``counters[0]`` is its account's, where it
+    was request number ``position`` open when it was counted."""
 
     counters: tuple[Counter, ...]
+    position: int = 1
 
     @property
     def keys(self) -> tuple[str, ...]:
@@ -76,19 +78,20 @@ class Admission:
         exceeded = await self._limiter.acquire(counters)
         if exceeded is not None:
             raise _rate_limited(exceeded, user_id, counters[0])
-        return Entry(tuple(counters))
+        position = await self._limiter.current(counters[0].key)
+        return Entry(tuple(counters), position)
 
     async def check_balance(self, entry: Entry, available: Decimal | None) -> None:
         """Raise ``RateLimited`` if ``entry``'s account has more requests open than its
         ``available`` balance allows (the caller then leaves)."""
         account = entry.counters[0]
         lowered = policy.for_balance(self._settings, account.allowed, available)
-        if lowered >= account.allowed:
-            return  # admitted under ``allowed``: nothing to count again
-        current = await self._limiter.current(account.key)
-        if current > lowered:
+        # Measured by the place the request took when it was counted, not by the count now:
+        # requests that arrive together are counted together, and judging each by the
+        # count now would refuse them all; this way the first ``lowered`` go through.
+        if entry.position > lowered:
             raise RateLimited(
-                f"Your current concurrency is {current}, which exceeds your concurrency "
+                f"Your current concurrency is {entry.position}, which exceeds your concurrency "
                 f"limit of {lowered} based on your remaining balance. Please top up your "
                 "balance to restore your concurrency."
             )

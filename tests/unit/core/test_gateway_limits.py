@@ -156,3 +156,17 @@ async def test_a_request_that_ends_within_the_drain_finishes() -> None:
     assert isinstance(events[-1], Finished)
     await gateway.close()
     assert [c.finish_reason for c in wallet.charges] == ["stop"]
+
+
+async def test_a_burst_on_a_low_balance_lets_the_first_requests_through() -> None:
+    wallet = FakeWallet()
+    wallet.available = Decimal("0.5")  # half of low_balance: half of the limit of 4
+    gateway = gateway_with(wallet, limits={"concurrency": {"per_account": 4}})
+    results = await asyncio.gather(
+        *(gateway.chat(chat(), CALLER) for _ in range(4)), return_exceptions=True
+    )
+    admitted = [r for r in results if isinstance(r, Generation)]
+    assert len(admitted) == 2
+    assert all(isinstance(r, RateLimited) for r in results if r not in admitted)
+    for generation in admitted:
+        await generation.aclose()
