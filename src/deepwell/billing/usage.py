@@ -15,13 +15,10 @@ from deepwell.store.db import Database
 from deepwell.store.tables import Account, Credit, LedgerEntry
 
 
-@dataclass(slots=True)
-class UsageRow:
-    """One UTC day of one model (and currency): the sums of its settled requests."""
+@dataclass(slots=True, kw_only=True)
+class Sums:
+    """The sums of some settled requests."""
 
-    day: date
-    model: str
-    currency: str
     requests: int = 0
     hit_tokens: int = 0
     miss_tokens: int = 0
@@ -37,6 +34,23 @@ class UsageRow:
     def cache_hit_ratio(self) -> float:
         prompt = self.hit_tokens + self.miss_tokens
         return self.hit_tokens / prompt if prompt else 0.0
+
+    def add(self, entry: LedgerEntry) -> None:
+        self.requests += 1
+        self.hit_tokens += entry.hit_tokens
+        self.miss_tokens += entry.miss_tokens
+        self.output_tokens += entry.output_tokens
+        self.reasoning_tokens += entry.reasoning_tokens
+        self.cost_nanos += entry.cost_nanos
+
+
+@dataclass(slots=True)
+class UsageRow(Sums):
+    """One UTC day of one model (and currency): the sums of its settled requests."""
+
+    day: date
+    model: str
+    currency: str
 
 
 async def usage_report(
@@ -54,7 +68,7 @@ async def usage_report(
         async for entry in result.scalars():
             day = entry.started_at.astimezone(UTC).date()
             key = (day, entry.model, entry.currency)
-            _add(rows.get(key) or rows.setdefault(key, UsageRow(*key)), entry)
+            (rows.get(key) or rows.setdefault(key, UsageRow(*key))).add(entry)
     return [rows[key] for key in sorted(rows)]
 
 
@@ -79,7 +93,7 @@ Period = Literal["hour", "day"]
 
 
 @dataclass(slots=True)
-class UsageBucket:
+class UsageBucket(Sums):
     """One hour or UTC day of one account's key on one model (and currency): the sums of
     its settled requests. ``key_id`` is None for requests made without a key."""
 
@@ -88,16 +102,6 @@ class UsageBucket:
     key_id: str | None
     model: str
     currency: str
-    requests: int = 0
-    hit_tokens: int = 0
-    miss_tokens: int = 0
-    output_tokens: int = 0
-    reasoning_tokens: int = 0
-    cost_nanos: int = field(default=0, repr=False)
-
-    @property
-    def cost(self) -> Decimal:
-        return from_nanos(self.cost_nanos)
 
 
 @dataclass(frozen=True, slots=True)
@@ -139,22 +143,13 @@ async def usage_buckets(database: Database, query: UsageQuery) -> list[UsageBuck
                 bucket = buckets[ident] = UsageBucket(
                     start, account, entry.key_id, entry.model, entry.currency
                 )
-            _add(bucket, entry)
+            bucket.add(entry)
     return [buckets[ident] for ident in sorted(buckets)]
 
 
 def _bucket_start(moment: datetime, period: Period) -> datetime:
     moment = moment.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
     return moment if period == "hour" else moment.replace(hour=0)
-
-
-def _add(sums: UsageRow | UsageBucket, entry: LedgerEntry) -> None:
-    sums.requests += 1
-    sums.hit_tokens += entry.hit_tokens
-    sums.miss_tokens += entry.miss_tokens
-    sums.output_tokens += entry.output_tokens
-    sums.reasoning_tokens += entry.reasoning_tokens
-    sums.cost_nanos += entry.cost_nanos
 
 
 @dataclass(frozen=True, slots=True)
@@ -208,5 +203,5 @@ async def settled_request(database: Database, request_id: str, account: str) -> 
         return None
     entry, name = row
     bucket = UsageBucket(entry.started_at, name, entry.key_id, entry.model, entry.currency)
-    _add(bucket, entry)
+    bucket.add(entry)
     return bucket
