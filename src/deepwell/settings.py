@@ -243,7 +243,7 @@ class EngineSettings(BaseModel):
     # also reads up to ``max_draft`` tokens guessed from its own history in the same step.
     speculate: bool = True
     speculate_sequences: int = Field(default=2, ge=1)
-    max_draft: int = Field(default=8, ge=1, le=32)
+    max_draft: int = Field(default=12, ge=1, le=32)
     # A test hook: the engine thread fails at this decode step (counted from its start),
     # once, as a failing ``llama_decode`` would. Never set in production.
     fail_at_step: int | None = Field(default=None, ge=1)
@@ -413,6 +413,10 @@ class Settings(BaseSettings):
     # is dropped after ``redis_lease_ttl_s``.
     redis_url: str | None = None
     redis_lease_ttl_s: float = Field(default=30.0, gt=0)
+    # How long a key that authenticated is remembered (0: read on every request). A key
+    # revoked through this server, or by any process while Redis is set, is refused at
+    # once; one revoked by the CLI on a server without Redis within this many seconds.
+    key_cache_s: float = Field(default=2.0, ge=0)
     host: str = "127.0.0.1"
     port: int = 8000
     log_level: str = "info"

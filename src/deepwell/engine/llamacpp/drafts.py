@@ -15,8 +15,14 @@ from collections.abc import Sequence
 
 NGRAM = 3
 """How many of the latest tokens must have appeared before, in that order."""
-MAX_DRAFT = 8
+MAX_DRAFT = 12
 """The most tokens one draft guesses."""
+TILE = 4
+"""Drafts are sized so that a step reads a multiple of this many tokens (the draft and
+the token before it): llama.cpp's CPU kernels work in tiles of four, and a step of 4, 8
+or 12 tokens costs about what one of 3, 6 or 11 does (``bench/step_cost.py``). A step of
+2 tokens costs almost what two steps of one do, so the smallest draft is 3."""
+MIN_DRAFT = TILE - 1
 PAUSE_AFTER = 4
 """Drafts in a row that all missed, after which drafting pauses."""
 PAUSE_STEPS = 16
@@ -30,8 +36,8 @@ class PromptLookup:
     def __init__(self, tokens: Sequence[int], max_draft: int = MAX_DRAFT) -> None:
         self._tokens: list[int] = []
         self._next: dict[tuple[int, ...], int] = {}
-        self._max = max_draft
-        self._size = max(1, max_draft // 2)
+        self._max = min(max_draft, _tiled(max_draft))
+        self._size = min(self._max, _tiled(max_draft // 2 + 1))
         self._misses = 0
         self._paused = 0
         self._pause = PAUSE_STEPS
@@ -60,11 +66,17 @@ class PromptLookup:
         """How a draft of ``proposed`` tokens fared: grow the next one after a draft that
         was taken whole, shrink it after one that was not, pause after many misses."""
         if accepted == proposed:
-            self._size = min(self._max, self._size + 2)
+            self._size = min(self._max, self._size + TILE)
         else:
-            self._size = max(1, accepted + 1)
+            self._size = min(self._max, _tiled(accepted + 1))
         self._misses = self._misses + 1 if accepted == 0 else 0
         if self._misses >= PAUSE_AFTER:
             self._misses = 0
             self._paused = self._pause
             self._pause *= 2
+
+
+def _tiled(size: int) -> int:
+    """The largest draft of at most ``size`` tokens that fills a step's tiles, and never
+    less than ``MIN_DRAFT``."""
+    return max(MIN_DRAFT, (size + 1) // TILE * TILE - 1)

@@ -107,6 +107,7 @@ class LlamaCppEngine:
             matcher=matcher,
             keys=keys,
             restore=restore,
+            greedy=request.sampling.temperature <= 0,
         )
         scheduler = await self._submit(seq)
         pieces = PieceAssembler(request.stop)

@@ -57,6 +57,10 @@ log = logging.getLogger(__name__)
 MAX_DEFERRED_STEPS = 512
 """The most steps a request waits for another's prompt read to share its KV."""
 
+NEAR_TIE = 0.05
+"""Two best logits closer than this are a near-tie: a greedy pick between them is made
+from a batch of one token (see ``Scheduler._verify``)."""
+
 
 @dataclass(frozen=True, slots=True)
 class Token:
@@ -110,6 +114,10 @@ class EngineSequence:
     deferred: int = 0
     # Its history indexed for drafts, once it is first drafted for.
     lookup: PromptLookup | None = field(default=None, repr=False)
+    # Temperature 0: the token picked is the best logit.
+    greedy: bool = False
+    # Its next token is read without drafts (its pick in a draft's batch was a near-tie).
+    solo: bool = False
 
     @property
     def n_past(self) -> int:
@@ -465,6 +473,9 @@ class Scheduler:
         batch's ``room``, the context and its ``max_tokens``."""
         assert seq.slot is not None
         assert seq.next_token is not None
+        if seq.solo:
+            seq.solo = False
+            return []
         if seq.lookup is None:
             history = [*seq.slot.tokens, seq.next_token]
             seq.lookup = PromptLookup(history, self._settings.max_draft)
@@ -476,18 +487,25 @@ class Scheduler:
         sampled is the draft that was read after it: each token is sampled, with its
         sampler chain and constraint, from the logits of the tokens really before it, so
         the output is what decoding one token at a time gives. The KV of the drafts not
-        taken is removed."""
+        taken is removed.
+
+        A batch of several tokens rounds a little differently from a batch of one, so a
+        greedy pick between two logits closer than ``NEAR_TIE`` is not made here: the
+        token before it is read again, alone, at the next step, and the pick is made
+        there, as decoding without drafts makes it."""
         assert seq.slot is not None
         slot = seq.slot
         taken = 0
-        for i, guess in enumerate(drafts):
+        for i in range(len(drafts) + 1):
+            if seq.greedy and seq.matcher is None and self._near_tie(first + i):
+                seq.next_token = slot.tokens.pop()
+                seq.solo = True
+                break
             token = self._sample(seq, first + i)
-            if token != guess:
+            if i == len(drafts) or token != drafts[i]:
                 break
             slot.tokens.append(token)  # read already, as the draft at this position
             taken += 1
-        else:
-            self._sample(seq, first + len(drafts))
         llama_cpp.llama_memory_seq_rm(self._memory, slot.seq_id, len(slot.tokens), -1)
         self.drafted += len(drafts)
         self.accepted += taken
@@ -566,6 +584,16 @@ class Scheduler:
             return None
         seq.next_token = token
         return token
+
+    def _near_tie(self, batch_index: int) -> bool:
+        """Whether the two best logits at ``batch_index`` are within ``NEAR_TIE``."""
+        logits = self._logits(batch_index)
+        best = int(logits.argmax())
+        top = logits[best]
+        logits[best] = -np.inf
+        second = logits.max()
+        logits[best] = top
+        return bool(top - second < NEAR_TIE)
 
     def _logits(self, batch_index: int) -> np.ndarray[Any, np.dtype[np.float32]]:
         pointer = llama_cpp.llama_get_logits_ith(self._ctx, batch_index)

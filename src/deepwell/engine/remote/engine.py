@@ -271,16 +271,17 @@ class RemoteEngine:
         body = self._api.body(request, self._settings.model)
         stream = self._upstreams.stream(request.namespace, request.prompt, self._api.path, body)
         async with stream as (replica, response):
+            done = False
             try:
                 async for event in self._events(request, sse.events(response)):
+                    done = done or isinstance(event, Done)
                     yield event
-                    if isinstance(event, Done):
-                        return
             except httpx.HTTPError as exc:
                 self._upstreams.router.failed(replica)
                 log.warning("model server %s failed mid-reply: %r", replica.url, exc)
                 raise EngineFailure("The model server failed during the reply.") from exc
-            raise EngineFailure("The model server ended the reply before it was done.")
+            if not done:
+                raise EngineFailure("The model server ended the reply before it was done.")
 
     async def _events(
         self, request: EngineRequest, stream: AsyncIterator[Any]
@@ -312,6 +313,11 @@ class RemoteEngine:
                     yield tail
                 reason = chunk.finish if generated < request.max_tokens else "length"
                 yield Done(reason or "length", prompt, generated, cached)
+                if chunk.finish is not None:
+                    # The upstream is done too: read the rest of its body (its end, or
+                    # ``[DONE]``) so that the connection is kept for the next request.
+                    async for _ in stream:
+                        pass
                 return
 
     def _logprob(self, token: int, prob: TokenProb | None) -> TokenLogprob | None:

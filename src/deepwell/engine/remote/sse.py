@@ -14,13 +14,16 @@ from deepwell.errors import EngineFailure
 async def events(response: httpx.Response) -> AsyncIterator[Mapping[str, Any]]:
     """The JSON objects of ``response``'s ``data:`` lines, up to ``[DONE]`` or the end. An
     event that is an error (llama-server, vLLM and SGLang send ``{"error": ...}``) ends
-    the stream with an ``EngineFailure``."""
+    the stream with an ``EngineFailure``. The body is read to its end, past ``[DONE]``,
+    so that its connection goes back to the pool instead of being closed."""
+    done = False
     async for line in response.aiter_lines():
-        if not line.startswith("data:"):
+        if done or not line.startswith("data:"):
             continue
         data = line[5:].strip()
         if data == "[DONE]":
-            return
+            done = True
+            continue
         if not data:
             continue
         try:

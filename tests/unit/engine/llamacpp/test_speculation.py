@@ -26,6 +26,21 @@ EDIT = (
     "<|im_start|>user\nRepeat this function exactly, renaming `subtotal` to `net`:\n\n"
     f"{CODE}<|im_end|>\n<|im_start|>assistant\n"
 )
+HANDLERS = "".join(
+    f"def handle_{name}(request):\n"
+    f"    user = authenticate(request)\n"
+    f"    payload = parse_{name}(request.body)\n"
+    f"    result = service.{name}(user, payload)\n"
+    f"    log.info('{name} done for %s', user.id)\n"
+    f"    return respond(result)\n\n\n"
+    for name in ("create", "update", "delete", "archive", "restore")
+)
+# A fill-in-the-middle whose output, picked one token at a time, once meets two best
+# logits close enough for a batch of several tokens to round them the other way.
+FIM = (
+    f"<|fim_prefix|>{HANDLERS}def handle_export(request):\n<|fim_suffix|>\n\n\n"
+    "def handle_import(request):\n    user = authenticate(request)\n<|fim_middle|>"
+)
 GREEDY = Sampling(temperature=0)
 
 
@@ -64,16 +79,17 @@ async def generate(engine: LlamaCppEngine, request: EngineRequest) -> tuple[str,
     raise AssertionError("no Done")
 
 
-def edit(engine: LlamaCppEngine, max_tokens: int = 80) -> EngineRequest:
-    prompt = tuple(engine.tokenize(EDIT, special=True))
+def edit(engine: LlamaCppEngine, max_tokens: int = 80, text: str = EDIT) -> EngineRequest:
+    prompt = tuple(engine.tokenize(text, special=True))
     return EngineRequest(prompt=prompt, max_tokens=max_tokens, sampling=GREEDY)
 
 
+@pytest.mark.parametrize(("prompt", "max_tokens"), [(EDIT, 80), (FIM, 120)], ids=["edit", "fim"])
 async def test_the_output_is_the_same_with_and_without_speculation(
-    speculating: LlamaCppEngine, plain: LlamaCppEngine
+    speculating: LlamaCppEngine, plain: LlamaCppEngine, prompt: str, max_tokens: int
 ) -> None:
-    ours, done = await generate(speculating, edit(speculating))
-    theirs, their_done = await generate(plain, edit(plain))
+    ours, done = await generate(speculating, edit(speculating, max_tokens, prompt))
+    theirs, their_done = await generate(plain, edit(plain, max_tokens, prompt))
     assert ours == theirs
     assert done.completion_tokens == their_done.completion_tokens
     health = await speculating.health()
