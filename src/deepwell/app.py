@@ -11,8 +11,10 @@ from datetime import timedelta
 from fastapi import FastAPI
 
 from deepwell import __version__
+from deepwell.accounts.keycache import KeyCache
 from deepwell.accounts.keys import KeyStore
 from deepwell.accounts.limits import LimitStore
+from deepwell.accounts.revocations import RevocationFeed, announce
 from deepwell.billing.balances import Balances
 from deepwell.billing.ledger import Ledger
 from deepwell.billing.prices import PriceBook
@@ -69,7 +71,8 @@ def create_app(
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         async with AsyncExitStack() as stack:
             store = _Store(settings, stack)
-            key_lookup = keys if keys is not None else KeyStore(await store.database())
+            key_lookup = keys if keys is not None else await _key_cache(settings, store, stack)
+            cache = key_lookup if isinstance(key_lookup, KeyCache) else None
             ledger = wallet if wallet is not None else await _open_ledger(settings, store)
             balance_lookup = balances if balances is not None else Balances(await store.database())
             live = (
@@ -116,7 +119,9 @@ def create_app(
                 admin_token=settings.admin_token,
                 private_details=settings.metrics.require_admin,
                 anthropic=settings.anthropic,
-                accounts=AccountAdmin(store.database),
+                accounts=AccountAdmin(
+                    store.database, on_revoke=functools.partial(_revoked, settings, cache)
+                ),
                 status=board,
             )
             yield
@@ -155,6 +160,24 @@ class _Store:
             self._database = await open_database(self._settings.database)
             self._stack.push_async_callback(self._database.close)
         return self._database
+
+
+async def _key_cache(settings: Settings, store: _Store, stack: AsyncExitStack) -> KeyCache:
+    """Keys from the database, remembered for ``key_cache_s``; with Redis, a revocation
+    by any process reaches the cache at once."""
+    cache = KeyCache(KeyStore(await store.database()), settings.key_cache_s)
+    if settings.redis_url is not None and settings.key_cache_s > 0:
+        feed = RevocationFeed(settings.redis_url, cache)
+        await feed.start()
+        stack.push_async_callback(feed.close)
+    return cache
+
+
+async def _revoked(settings: Settings, cache: KeyCache | None, key_id: str) -> None:
+    """A key revoked through this server: forgotten here, announced to the others."""
+    if cache is not None:
+        cache.forget(key_id)
+    await announce(settings.redis_url, key_id)
 
 
 async def _open_ledger(settings: Settings, store: _Store) -> Ledger:

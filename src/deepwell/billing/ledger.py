@@ -15,9 +15,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
-from sqlalchemy import Update, case, delete, or_, select, update
+from sqlalchemy import Update, case, delete, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from deepwell.billing.prices import PriceQuote, from_nanos, to_nanos
 from deepwell.store.db import Database
@@ -93,29 +93,28 @@ class Ledger:
             .values(held_nanos=Balance.held_nanos + nanos)
             .returning(available)
         )
-        async with self._database.session() as session, session.begin():
-            left = (await session.execute(statement)).scalar_one_or_none()
+        hold = insert(Hold).values(
+            request_id=request_id,
+            account_id=account_id,
+            currency=currency,
+            amount_nanos=nanos,
+            gateway_id=self._gateway,
+            created_at=datetime.now(UTC),
+        )
+        async with self._database.engine.begin() as connection:
+            left = (await connection.execute(statement)).scalar_one_or_none()
             if left is None:
                 return None
-            session.add(
-                Hold(
-                    request_id=request_id,
-                    account_id=account_id,
-                    currency=currency,
-                    amount_nanos=nanos,
-                    gateway_id=self._gateway,
-                    created_at=datetime.now(UTC),
-                )
-            )
+            await connection.execute(hold)
         return Held(available=from_nanos(left))
 
     async def release(self, request_id: str) -> None:
         """Give back the hold of a request that was refused after it was placed: no
         ledger row, nothing charged."""
-        async with self._database.session() as session, session.begin():
-            hold = await _take_hold(session, request_id)
+        async with self._database.engine.begin() as connection:
+            hold = await _take_hold(connection, request_id)
             if hold is not None:
-                await session.execute(_release(hold))
+                await connection.execute(_release(hold))
 
     async def settle(self, charge: Charge) -> bool:
         """Record ``charge``, deduct its cost and release its hold, in one transaction.
@@ -123,12 +122,11 @@ class Ledger:
         Returns False (and changes nothing) if ``charge.request_id`` was settled before.
         """
         try:
-            async with self._database.session() as session, session.begin():
-                session.add(_entry(charge, charged=self.charging))
-                await session.flush()
-                held = await _take_hold(session, charge.request_id)
+            async with self._database.engine.begin() as connection:
+                await connection.execute(insert(LedgerEntry).values(_entry(charge, self.charging)))
+                hold = await _take_hold(connection, charge.request_id)
                 if self.charging:
-                    await session.execute(_debit(charge, held))
+                    await connection.execute(_debit(charge, hold))
         except IntegrityError:
             log.warning("request %s was settled already", charge.request_id)
             return False
@@ -154,14 +152,26 @@ class Ledger:
         return len(holds)
 
 
-async def _take_hold(session: AsyncSession, request_id: str) -> Hold | None:
-    hold = await session.get(Hold, request_id)
-    if hold is not None:
-        await session.execute(delete(Hold).where(Hold.request_id == request_id))
-    return hold
+@dataclass(frozen=True, slots=True)
+class _Taken:
+    """A hold removed: what it held, and where."""
+
+    account_id: int
+    currency: str
+    amount_nanos: int
 
 
-def _release(hold: Hold) -> Update:
+async def _take_hold(connection: AsyncConnection, request_id: str) -> _Taken | None:
+    statement = (
+        delete(Hold)
+        .where(Hold.request_id == request_id)
+        .returning(Hold.account_id, Hold.currency, Hold.amount_nanos)
+    )
+    row = (await connection.execute(statement)).one_or_none()
+    return None if row is None else _Taken(row.account_id, row.currency, row.amount_nanos)
+
+
+def _release(hold: Hold | _Taken) -> Update:
     return (
         update(Balance)
         .where(Balance.account_id == hold.account_id, Balance.currency == hold.currency)
@@ -169,7 +179,7 @@ def _release(hold: Hold) -> Update:
     )
 
 
-def _debit(charge: Charge, hold: Hold | None) -> Update:
+def _debit(charge: Charge, hold: _Taken | None) -> Update:
     """Take the cost from the granted balance first, then from the topped-up one, and
     release the hold; every expression reads the row as it was before the update."""
     cost = to_nanos(charge.cost)
@@ -189,9 +199,10 @@ def _debit(charge: Charge, hold: Hold | None) -> Update:
     )
 
 
-def _entry(charge: Charge, *, charged: bool) -> LedgerEntry:
+def _entry(charge: Charge, charged: bool) -> dict[str, object]:
+    """The ledger row of ``charge``, as column values."""
     quote = charge.quote
-    return LedgerEntry(
+    return dict(
         request_id=charge.request_id,
         account_id=charge.account_id,
         key_id=charge.key_id,

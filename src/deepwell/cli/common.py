@@ -60,6 +60,10 @@ def stdout() -> Console:
     return Console(highlight=False, width=None if sys.stdout.isatty() else PIPE_WIDTH)
 
 
+def warn(message: str) -> None:
+    Console(stderr=True, highlight=False).print(f"warning: {message}", markup=False)
+
+
 def fail(message: str) -> NoReturn:
     Console(stderr=True, highlight=False).print(f"error: {message}", markup=False)
     raise SystemExit(1)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 from datetime import datetime
 from typing import Any
 
@@ -12,6 +13,7 @@ from rich.table import Table
 from rich.text import Text
 
 from deepwell.accounts.keys import CreatedKey, KeyInfo, KeyStore
+from deepwell.accounts.revocations import announce
 from deepwell.cli.common import (
     CommandFailed,
     Subcommands,
@@ -20,6 +22,7 @@ from deepwell.cli.common import (
     settings_from,
     stdout,
     timestamp,
+    warn,
     with_database,
 )
 
@@ -67,6 +70,11 @@ def _keys_revoke(args: argparse.Namespace) -> None:
     settings = settings_from(args.config)
     if not with_database(settings, lambda db: KeyStore(db).revoke(args.key_id)):
         raise CommandFailed(f"no API key with id {args.key_id!r}")
+    if not asyncio.run(announce(settings.redis_url, args.key_id)):
+        warn(
+            "the key is revoked, but Redis could not be told: servers refuse it within "
+            f"key_cache_s ({settings.key_cache_s:g} s)"
+        )
     if args.json:
         print_json({"key_id": args.key_id, "revoked": True})
     else:

@@ -32,8 +32,13 @@ class UnknownKey(LookupError):
 class AccountAdmin:
     """Accounts, keys, balances, top-ups and usage; see the module's docstring."""
 
-    def __init__(self, database: Callable[[], Awaitable[Database]]) -> None:
+    def __init__(
+        self,
+        database: Callable[[], Awaitable[Database]],
+        on_revoke: Callable[[str], Awaitable[None]] | None = None,
+    ) -> None:
         self._open = database
+        self._on_revoke = on_revoke
         self._database: Database | None = None
         self._lock = asyncio.Lock()
 
@@ -58,6 +63,8 @@ class AccountAdmin:
             raise UnknownKey(key_id)
         if not await store.revoke(key_id):
             raise UnknownKey(key_id)
+        if self._on_revoke is not None:
+            await self._on_revoke(key_id)
 
     async def accounts(self) -> list[AccountBalances]:
         return await Balances(await self._db()).all()
