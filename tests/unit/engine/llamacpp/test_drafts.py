@@ -2,27 +2,30 @@
 
 from __future__ import annotations
 
-from deepwell.engine.llamacpp.drafts import MIN_DRAFT, PAUSE_AFTER, TILE, PromptLookup
+from deepwell.engine.llamacpp.drafts import MIN_DRAFT, NGRAM, PAUSE_AFTER, TILE, PromptLookup
+
+GRAM = list(range(1, NGRAM + 1))
+"""An n-gram that the histories below repeat."""
 
 
 def test_the_tokens_after_the_last_appearance_are_the_draft() -> None:
-    lookup = PromptLookup([1, 2, 3, 4, 5, 6, 9, 1, 2, 3])
-    assert lookup.draft(room=3) == [4, 5, 6]
-    assert lookup.draft(room=20) == [4, 5, 6, 9, 1, 2, 3]
+    lookup = PromptLookup([*GRAM, 40, 50, 60, 90, *GRAM])
+    assert lookup.draft(room=2) == [40, 50]
+    assert lookup.draft(room=20) == [40, 50, 60]  # the first draft is the smallest
 
 
 def test_no_draft_without_an_earlier_appearance() -> None:
-    assert PromptLookup([1, 2, 3, 4]).draft(room=8) == []
-    assert PromptLookup([1, 2]).draft(room=8) == []
+    assert PromptLookup([*GRAM, 40]).draft(room=8) == []
+    assert PromptLookup(GRAM[:-1]).draft(room=8) == []
 
 
 def test_the_latest_appearance_wins_and_room_bounds_the_draft() -> None:
-    lookup = PromptLookup([7, 8, 9, 1, 7, 8, 9, 2, 3, 7, 8, 9])
-    assert lookup.draft(room=1) == [2]
+    lookup = PromptLookup([*GRAM, 40, *GRAM, 20, 30, *GRAM])
+    assert lookup.draft(room=1) == [20]
 
 
 def test_drafts_grow_when_taken_and_shrink_when_not_by_whole_tiles() -> None:
-    lookup = PromptLookup([*range(20), 0, 1, 2], max_draft=12)
+    lookup = PromptLookup([*range(20), *range(NGRAM)], max_draft=12)
     first = lookup.draft(room=20)
     assert (len(first) + 1) % TILE == 0
     lookup.feedback(len(first), len(first))
@@ -34,18 +37,15 @@ def test_drafts_grow_when_taken_and_shrink_when_not_by_whole_tiles() -> None:
 
 
 def test_a_small_max_draft_is_kept() -> None:
-    lookup = PromptLookup([1, 2, 3, 4, 5, 6, 1, 2, 3], max_draft=2)
-    assert lookup.draft(room=20) == [4, 5]
+    lookup = PromptLookup([*GRAM, 40, 50, 60, *GRAM], max_draft=2)
+    assert lookup.draft(room=20) == [40, 50]
 
 
-def test_drafting_pauses_after_misses_in_a_row() -> None:
-    lookup = PromptLookup([1, 2, 3, 4, 1, 2, 3])
+def test_drafting_pauses_after_drafts_in_a_row_that_did_not_pay() -> None:
+    lookup = PromptLookup([*GRAM, 40, *GRAM])
     for _ in range(PAUSE_AFTER):
-        lookup.feedback(2, 0)
+        lookup.feedback(3, 1)
     assert lookup.draft(room=8) == []
-    for token in range(100, 116):
+    for token in [*range(100, 116), *GRAM]:
         lookup.extend(token)
-    lookup.extend(1)
-    lookup.extend(2)
-    lookup.extend(3)
     assert lookup.draft(room=8) != []
