@@ -489,10 +489,12 @@ class Scheduler:
         the output is what decoding one token at a time gives. The KV of the drafts not
         taken is removed.
 
-        A batch of several tokens rounds a little differently from a batch of one, so a
-        greedy pick between two logits closer than ``NEAR_TIE`` is not made here: the
-        token before it is read again, alone, at the next step, and the pick is made
-        there, as decoding without drafts makes it."""
+        A step of several tokens rounds differently from a step of one (llama.cpp's CPU
+        kernels differ), so a greedy pick between two logits closer than ``NEAR_TIE`` is
+        not made here: the token before it is read again, alone, at the next step, and
+        the pick is made there, as decoding without drafts makes it. That narrows the
+        difference, not closes it: the KV a batch wrote rounds differently too, so where
+        plain decoding meets a near-tie the two outputs may still part."""
         assert seq.slot is not None
         slot = seq.slot
         taken = 0

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -35,13 +36,14 @@ HANDLERS = "".join(
     f"    return respond(result)\n\n\n"
     for name in ("create", "update", "delete", "archive", "restore")
 )
-# A fill-in-the-middle whose output, picked one token at a time, once meets two best
-# logits close enough for a batch of several tokens to round them the other way.
+# A fill-in-the-middle whose answer, picked one token at a time, meets two best tokens
+# 0.06 apart (in logits) at its 90th token: close enough for speculation to part there.
 FIM = (
     f"<|fim_prefix|>{HANDLERS}def handle_export(request):\n<|fim_suffix|>\n\n\n"
     "def handle_import(request):\n    user = authenticate(request)\n<|fim_middle|>"
 )
 GREEDY = Sampling(temperature=0)
+TIE = 0.1
 
 
 @pytest.fixture(scope="module")
@@ -84,17 +86,34 @@ def edit(engine: LlamaCppEngine, max_tokens: int = 80, text: str = EDIT) -> Engi
     return EngineRequest(prompt=prompt, max_tokens=max_tokens, sampling=GREEDY)
 
 
-@pytest.mark.parametrize(("prompt", "max_tokens"), [(EDIT, 80), (FIM, 120)], ids=["edit", "fim"])
 async def test_the_output_is_the_same_with_and_without_speculation(
-    speculating: LlamaCppEngine, plain: LlamaCppEngine, prompt: str, max_tokens: int
+    speculating: LlamaCppEngine, plain: LlamaCppEngine
 ) -> None:
-    ours, done = await generate(speculating, edit(speculating, max_tokens, prompt))
-    theirs, their_done = await generate(plain, edit(plain, max_tokens, prompt))
+    ours, done = await generate(speculating, edit(speculating))
+    theirs, their_done = await generate(plain, edit(plain))
     assert ours == theirs
     assert done.completion_tokens == their_done.completion_tokens
     health = await speculating.health()
     assert health.draft_accepted > 0
     assert (await plain.health()).draft_tokens == 0
+
+
+async def test_the_output_is_the_same_up_to_a_near_tie(
+    speculating: LlamaCppEngine, plain: LlamaCppEngine
+) -> None:
+    """A step that reads several tokens rounds differently from a step of one, and the
+    difference carries through the KV: where plain decoding's two best tokens are within
+    ``TIE`` the two may part. Up to there the outputs are the same."""
+    request = edit(plain, 120, FIM)
+    pieces: list[Piece] = []
+    async for event in plain.generate(replace(request, logprobs=2)):
+        if isinstance(event, Piece):
+            pieces.append(event)
+    margins = [p.logprobs[0].top[0].logprob - p.logprobs[0].top[1].logprob for p in pieces]
+    tie = next((i for i, margin in enumerate(margins) if margin < TIE), len(pieces))
+    assert tie > 40  # the comparison covers a real stretch of the answer
+    ours, _ = await generate(speculating, edit(speculating, 120, FIM))
+    assert ours.startswith("".join(p.text for p in pieces[:tie]))
 
 
 async def test_a_constrained_output_with_speculation_still_validates(
