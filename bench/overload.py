@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import multiprocessing
 import os
 import subprocess
 import sys
@@ -82,31 +83,49 @@ def light_load(endpoints: list[Endpoint], streams: int, rounds: int, max_tokens:
 
 class HeavyLoad:
     """``streams`` clients of one account, each sending again as soon as it is answered
-    (after a short pause when refused), until ``stop``."""
+    (after a short pause when refused), until ``stop``. They run in a process of their
+    own, so that their threads do not hold the light clients' interpreter lock while
+    those time their first tokens."""
 
     def __init__(self, endpoint: Endpoint, streams: int, max_tokens: int, pause: float) -> None:
-        self.tally = Tally()
-        self._pause = pause
-        self._stop = threading.Event()
-        self._threads = [
-            threading.Thread(target=self._loop, args=(endpoint, n, max_tokens))
-            for n in range(streams)
-        ]
-        for thread in self._threads:
-            thread.start()
+        context = multiprocessing.get_context("spawn")
+        self._stop = context.Event()
+        self._results: multiprocessing.Queue[Counter[int]] = context.Queue()
+        self._process = context.Process(
+            target=_heavy, args=(endpoint, streams, max_tokens, pause, self._stop, self._results)
+        )
+        self._process.start()
 
     def stop(self) -> Tally:
         self._stop.set()
-        for thread in self._threads:
-            thread.join()
-        return self.tally
+        tally = Tally(statuses=self._results.get())
+        self._process.join()
+        return tally
 
-    def _loop(self, endpoint: Endpoint, n: int, max_tokens: int) -> None:
+
+def _heavy(
+    endpoint: Endpoint,
+    streams: int,
+    max_tokens: int,
+    pause: float,
+    stop: threading.Event,
+    results: multiprocessing.Queue[Counter[int]],
+) -> None:
+    tally = Tally()
+
+    def loop(n: int) -> None:
         with httpx.Client(timeout=600) as client:
-            while not self._stop.is_set():
+            while not stop.is_set():
                 prompt = PROMPTS[n % len(PROMPTS)]
-                if one(client, endpoint, prompt, max_tokens, self.tally) != 200:
-                    time.sleep(self._pause)
+                if one(client, endpoint, prompt, max_tokens, tally) != 200:
+                    time.sleep(pause)
+
+    threads = [threading.Thread(target=loop, args=(n,)) for n in range(streams)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    results.put(tally.statuses)
 
 
 def new_key(env: dict[str, str], account: str) -> str:
