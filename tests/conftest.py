@@ -1,4 +1,5 @@
-"""Fixtures shared by every test: the databases the store and billing tests run on."""
+"""Fixtures shared by every test: the databases the store and billing tests run on, and
+the Redis of the shared limits and key revocations."""
 
 from __future__ import annotations
 
@@ -11,20 +12,30 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
 
 POSTGRES_ENV = "DEEPWELL_TEST_POSTGRES_URL"
+REDIS_ENV = "DEEPWELL_TEST_REDIS_URL"
+
+
+def service_url(variable: str, service: str, script: str) -> str:
+    """The URL in ``variable``. Skipped where it is not set, except in CI (which starts
+    the service and sets it), where that is a failure."""
+    url = os.environ.get(variable)
+    if not url:
+        if os.environ.get("CI"):
+            pytest.fail(f"{variable} is not set; .ci/run starts {service} and sets it")
+        pytest.skip(f'{variable} is not set (run: eval "$({script})")')
+    return url
 
 
 @pytest.fixture(scope="session")
 def postgres_url() -> str:
-    """A PostgreSQL database the tests may wipe (``eval "$(scripts/postgres)"`` sets it).
+    """A PostgreSQL database the tests may wipe (``eval "$(scripts/postgres)"`` sets it)."""
+    return service_url(POSTGRES_ENV, "PostgreSQL", "scripts/postgres")
 
-    Skipped where none is configured, except in CI, where that is a failure.
-    """
-    url = os.environ.get(POSTGRES_ENV)
-    if not url:
-        if os.environ.get("CI"):
-            pytest.fail(f"{POSTGRES_ENV} is not set; .ci/run starts PostgreSQL and sets it")
-        pytest.skip(f'{POSTGRES_ENV} is not set (run: eval "$(scripts/postgres)")')
-    return url
+
+@pytest.fixture(scope="session")
+def redis_url() -> str:
+    """A Redis the tests may write to (``eval "$(scripts/redis)"`` sets it)."""
+    return service_url(REDIS_ENV, "Redis", "scripts/redis")
 
 
 def wipe_postgres(url: str) -> None:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import itertools
 import json
-import os
 import signal
 import time
 from collections.abc import Iterator
@@ -35,23 +34,11 @@ from tests.e2e.conftest import (
 
 pytestmark = pytest.mark.e2e
 
-REDIS_ENV = "DEEPWELL_TEST_REDIS_URL"
 LEASE_TTL_S = 2.0
 LIMIT = 2
 # Long enough that a stream is still running when the next request comes.
 LONG = [{"role": "user", "content": "Count from 1 to 1000, separated by commas."}]
 HELLO = [{"role": "user", "content": "Say hello."}]
-
-
-@pytest.fixture(scope="module")
-def redis_url() -> str:
-    """Skipped where no Redis is configured, except in CI, where that is a failure."""
-    url = os.environ.get(REDIS_ENV)
-    if not url:
-        if os.environ.get("CI"):
-            pytest.fail(f"{REDIS_ENV} is not set; .ci/run starts Redis and sets it")
-        pytest.skip(f'{REDIS_ENV} is not set (run: eval "$(scripts/redis)")')
-    return url
 
 
 class Farm:
