@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Protocol
 
-from deepwell.errors import RateLimited
+from deepwell.errors import Overloaded, RateLimited
 from deepwell.limits import policy
 from deepwell.limits.concurrency import Counter, Exceeded, Limiter, account_key, user_key
 from deepwell.settings import Settings
@@ -67,15 +67,23 @@ class Admission:
         self._limiter = limiter
         self._overrides = overrides
 
-    async def enter(self, account_id: int, model: str, user_id: str | None) -> Entry:
-        """Count a request of ``account_id`` on ``model``, or raise ``RateLimited``."""
+    async def enter(
+        self, account_id: int, model: str, user_id: str | None, shared: Counter | None = None
+    ) -> Entry:
+        """Count a request of ``account_id`` on ``model``, or raise ``RateLimited``; and
+        under ``shared`` (the bound of its backing model's queue on every gateway that
+        shares the limiter), or raise ``Overloaded``."""
         found = await self._overrides.of(account_id) if self._overrides is not None else {}
         allowed = policy.configured(self._settings, model, found)
         counters = [Counter(account_key(account_id, model), allowed)]
         per_user = self._settings.limits.concurrency.per_user
         if per_user is not None:
             counters.append(Counter(user_key(account_id, model, user_id or ""), per_user))
+        if shared is not None:
+            counters.append(shared)
         exceeded = await self._limiter.acquire(counters)
+        if exceeded is not None and exceeded.counter is shared:
+            raise Overloaded("Server overloaded")
         if exceeded is not None:
             raise _rate_limited(exceeded, user_id, counters[0])
         position = await self._limiter.current(counters[0].key)

@@ -35,6 +35,7 @@ from deepwell.core.observer import NullObserver, Observer, Refusal, Trace
 from deepwell.core.service import GenerationService
 from deepwell.core.types import GenerationRequest
 from deepwell.errors import DeepwellError, InsufficientBalance, Overloaded, RateLimited
+from deepwell.limits.concurrency import Counter, backing_key
 from deepwell.limits.queue import FairQueue, Place, QueueStats
 from deepwell.models.registry import ResolvedModel
 from deepwell.settings import QueueSettings
@@ -206,7 +207,7 @@ class Gateway:
         here, before anything is sent. The concurrency limit is checked first, so that a
         client over it costs no rendering or tokenizing."""
         model = self._chat.resolve(request.model)
-        entry = await self._enter(caller, model.id, request.user_id, trace)
+        entry = await self._enter(caller, model, request.user_id, trace)
         try:
             prepared = await asyncio.to_thread(self._chat.prepare, request, caller)
             plan = prepared.plan.request
@@ -228,7 +229,7 @@ class Gateway:
     ) -> Generation[CompletionEvent | KeepAlive]:
         """Admit and prepare a FIM completion, as ``chat`` does."""
         model = self._completion.resolve(request.model)
-        entry = await self._enter(caller, model.id, None, trace)
+        entry = await self._enter(caller, model, None, trace)
         try:
             prepared = await asyncio.to_thread(self._completion.prepare, request, caller)
             engine_request = prepared.engine_request
@@ -327,14 +328,21 @@ class Gateway:
         return Generation(self._events(ticket, run), settle)
 
     async def _enter(
-        self, caller: Caller, model: str, user_id: str | None, trace: Trace | None
+        self, caller: Caller, model: ResolvedModel, user_id: str | None, trace: Trace | None
     ) -> Entry:
+        """Count the request against its account (429) and against its backing model's
+        queue bound as every gateway on the limiter sees it (503); this gateway's own
+        queue is checked once the request is prepared."""
         if trace is not None:
-            trace.account_id, trace.model = caller.account_id, model
+            trace.account_id, trace.model = caller.account_id, model.id
+        queue = self._queues[model.backing]
+        shared = Counter(backing_key(model.backing), queue.capacity + self._queue.max_requests)
         try:
-            return await self._admission.enter(caller.account_id, model, user_id)
+            return await self._admission.enter(caller.account_id, model.id, user_id, shared)
         except RateLimited as exc:
-            raise self._refuse(model, "rate_limit", exc) from None
+            raise self._refuse(model.id, "rate_limit", exc) from None
+        except Overloaded as exc:
+            raise self._refuse(model.id, "overloaded", exc) from None
 
     async def _hold(
         self, request_id: str, model: str, caller: Caller, entry: Entry, amount: Decimal

@@ -78,3 +78,9 @@ def account_key(account_id: int, model: str) -> str:
 
 def user_key(account_id: int, model: str, user_id: str) -> str:
     return f"user:{account_id}:{model}:{user_id}"
+
+
+def backing_key(backing: str) -> str:
+    """The count of every request admitted to ``backing`` (running or queued), on every
+    gateway that shares the limiter."""
+    return f"backing:{backing}"

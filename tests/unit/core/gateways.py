@@ -18,7 +18,7 @@ from deepwell.core.types import GenerationRequest
 from deepwell.engine.base import EngineEvent, EngineRequest
 from deepwell.engine.fake import FakeEngine
 from deepwell.errors import EngineFailure
-from deepwell.limits.concurrency import LocalLimiter
+from deepwell.limits.concurrency import Limiter, LocalLimiter
 from deepwell.limits.queue import FairQueue
 from deepwell.models.registry import ModelRegistry
 from deepwell.settings import Settings
@@ -48,7 +48,10 @@ def build(
     now: datetime = NOON,
     close_timeout: float = 5,
     capacity: int = 8,
+    limiter: Limiter | None = None,
 ) -> Gateway:
+    """A gateway over ``engine``; gateways given one ``limiter`` count together, as
+    several gateways on one Redis do."""
     settings = settings or Settings()
     registry = ModelRegistry(settings)
     engines = {name: engine for name in registry.backing_names()}
@@ -60,7 +63,7 @@ def build(
         CompletionService(registry, engines, fim),
         wallet,
         PriceBook(settings.models),
-        Admission(settings, LocalLimiter()),
+        Admission(settings, limiter or LocalLimiter()),
         {
             name: FairQueue(
                 capacity,

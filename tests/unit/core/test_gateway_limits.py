@@ -15,6 +15,7 @@ from deepwell.core.events import Finished, KeepAlive, Started
 from deepwell.core.gateway import Gateway, Generation
 from deepwell.engine.fake import FakeEngine
 from deepwell.errors import Overloaded, RateLimited
+from deepwell.limits.concurrency import LocalLimiter
 from deepwell.settings import Settings
 from deepwell.vocabulary import Caller
 
@@ -51,6 +52,22 @@ async def test_the_request_past_the_limit_is_a_429_naming_both_numbers() -> None
     await open_[0].aclose()
     await (await gateway.chat(chat(), CALLER)).aclose()  # a place was given back
     await open_[1].aclose()
+
+
+async def test_gateways_on_one_limiter_share_the_queue_bound() -> None:
+    shared = LocalLimiter()
+    engine = FakeEngine(REPLY, context_length=4096)
+    tight = settings(queue={"max_requests": 1})
+    a, b = (build(engine, FakeWallet(), tight, capacity=1, limiter=shared) for _ in range(2))
+    running = await a.chat(chat(), CALLER)
+    waiting = await b.chat(chat(), OTHER)  # 2 admitted on the two: the bound, 1 + 1
+    with pytest.raises(Overloaded) as refused:
+        await a.chat(chat(), OTHER)
+    assert refused.value.status == 503
+    assert refused.value.message == "Server overloaded"
+    await running.aclose()
+    await waiting.aclose()
+    await (await b.chat(chat(), OTHER)).aclose()  # the places came back
 
 
 async def test_a_refused_request_leaves_no_hold() -> None:
