@@ -44,7 +44,7 @@ from deepwell.limits.concurrency import Limiter, LocalLimiter
 from deepwell.limits.queue import FairQueue
 from deepwell.limits.redis import RedisLimiter
 from deepwell.models.registry import ModelRegistry
-from deepwell.settings import Settings
+from deepwell.settings import RemoteEngine, Settings
 from deepwell.status import StatusBoard, Tee, watching
 from deepwell.store.db import Database, open_database
 
@@ -226,6 +226,7 @@ async def _queues(settings: Settings, engines: dict[str, Engine]) -> dict[str, F
             max_requests=queue.max_requests,
             max_prompt_tokens=queue.max_prompt_tokens,
             reserve_s=queue.reserve_s,
+            shared=isinstance(settings.backing_models[name].engine, RemoteEngine),
         )
         for name, engine in engines.items()
     }

@@ -330,13 +330,14 @@ class Gateway:
     async def _enter(
         self, caller: Caller, model: ResolvedModel, user_id: str | None, trace: Trace | None
     ) -> Entry:
-        """Count the request against its account (429) and against its backing model's
-        queue bound as every gateway on the limiter sees it (503); this gateway's own
-        queue is checked once the request is prepared."""
+        """Count the request against its account (429) and, when its engine serves other
+        gateways too, against the engine's queue bound as every gateway on the limiter
+        sees it (503); this gateway's own queue is checked once the request is prepared."""
         if trace is not None:
             trace.account_id, trace.model = caller.account_id, model.id
         queue = self._queues[model.backing]
-        shared = Counter(backing_key(model.backing), queue.capacity + self._queue.max_requests)
+        bound = queue.capacity + self._queue.max_requests
+        shared = Counter(backing_key(model.backing), bound) if queue.shared else None
         try:
             return await self._admission.enter(caller.account_id, model.id, user_id, shared)
         except RateLimited as exc:

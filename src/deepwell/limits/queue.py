@@ -79,6 +79,10 @@ class _Recent:
 
 
 class FairQueue:
+    """``shared``: the engine behind this queue serves other gateways too (a remote
+    one), so the bound on its requests is counted across gateways (see
+    ``core.gateway``)."""
+
     def __init__(
         self,
         capacity: int,
@@ -86,12 +90,14 @@ class FairQueue:
         max_requests: int,
         max_prompt_tokens: int,
         reserve_s: float = RESERVE_S,
+        shared: bool = False,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.capacity = capacity
         self._max_requests = max_requests
         self._max_tokens = max_prompt_tokens
         self._reserve_s = reserve_s
+        self.shared = shared
         self._clock = clock
         self._waiting: dict[int, deque[Place]] = {}
         self._running: dict[int, int] = {}

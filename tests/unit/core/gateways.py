@@ -49,9 +49,11 @@ def build(
     close_timeout: float = 5,
     capacity: int = 8,
     limiter: Limiter | None = None,
+    shared: bool = False,
 ) -> Gateway:
     """A gateway over ``engine``; gateways given one ``limiter`` count together, as
-    several gateways on one Redis do."""
+    several gateways on one Redis do, and with ``shared`` their engines' queue bounds
+    too (as for a remote engine)."""
     settings = settings or Settings()
     registry = ModelRegistry(settings)
     engines = {name: engine for name in registry.backing_names()}
@@ -69,6 +71,7 @@ def build(
                 capacity,
                 max_requests=queue.max_requests,
                 max_prompt_tokens=queue.max_prompt_tokens,
+                shared=shared,
             )
             for name in engines
         },

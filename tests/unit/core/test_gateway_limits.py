@@ -54,11 +54,20 @@ async def test_the_request_past_the_limit_is_a_429_naming_both_numbers() -> None
     await open_[1].aclose()
 
 
-async def test_gateways_on_one_limiter_share_the_queue_bound() -> None:
-    shared = LocalLimiter()
+def two_gateways(*, shared: bool) -> tuple[Gateway, Gateway]:
+    """Two gateways on one limiter, with 1 place and 1 queued request each."""
+    limiter = LocalLimiter()
     engine = FakeEngine(REPLY, context_length=4096)
     tight = settings(queue={"max_requests": 1})
-    a, b = (build(engine, FakeWallet(), tight, capacity=1, limiter=shared) for _ in range(2))
+    a, b = (
+        build(engine, FakeWallet(), tight, capacity=1, limiter=limiter, shared=shared)
+        for _ in range(2)
+    )
+    return a, b
+
+
+async def test_gateways_on_one_limiter_share_a_shared_engines_queue_bound() -> None:
+    a, b = two_gateways(shared=True)
     running = await a.chat(chat(), CALLER)
     waiting = await b.chat(chat(), OTHER)  # 2 admitted on the two: the bound, 1 + 1
     with pytest.raises(Overloaded) as refused:
@@ -68,6 +77,15 @@ async def test_gateways_on_one_limiter_share_the_queue_bound() -> None:
     await running.aclose()
     await waiting.aclose()
     await (await b.chat(chat(), OTHER)).aclose()  # the places came back
+
+
+async def test_gateways_with_engines_of_their_own_keep_their_own_bounds() -> None:
+    a, b = two_gateways(shared=False)
+    running = await a.chat(chat(), CALLER)
+    other = await b.chat(chat(), OTHER)
+    queued = await a.chat(chat(), OTHER)  # waits on a's own engine
+    for generation in (running, other, queued):
+        await generation.aclose()
 
 
 async def test_a_refused_request_leaves_no_hold() -> None:
