@@ -71,7 +71,9 @@ def test_stream_chunks_in_order_with_usage_last(server: Server) -> None:
 
 
 def test_stream_raw_bytes_end_with_done(server: Server) -> None:
-    body = {"model": MODEL, "messages": HELLO, "max_tokens": 4, "stream": True, **PLAIN}
+    # Greedy, so that the answer cannot end (sampled) before its fourth token.
+    body = {"model": MODEL, "messages": HELLO, "max_tokens": 4, "temperature": 0, "stream": True}
+    body |= PLAIN
     headers = {"Authorization": f"Bearer {server.key}"}
     with httpx.stream(
         "POST", f"{server.base_url}/chat/completions", json=body, headers=headers, timeout=60

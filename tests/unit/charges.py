@@ -45,6 +45,7 @@ class FakeWallet:
         # What a hold reports the account has left (None: nothing is charged).
         self.available: Decimal | None = None
         self.holds: dict[str, Decimal] = {}
+        self.owners: dict[str, int] = {}  # request id → account id, while held
         self.charges: list[Charge] = []
         self.balances: list[BalanceInfo] = []
 
@@ -54,15 +55,21 @@ class FakeWallet:
         if self.refuse:
             return None
         self.holds[request_id] = amount
-        return Held(self.available)
+        self.owners[request_id] = account_id
+        if self.available is None:
+            return Held(None)
+        holders = sum(owner == account_id for owner in self.owners.values())
+        return Held(self.available, holders=holders)
 
     async def release(self, request_id: str) -> None:
         self.holds.pop(request_id)
+        self.owners.pop(request_id)
 
     async def settle(self, charge: Charge) -> bool:
         if any(c.request_id == charge.request_id for c in self.charges):
             return False
         self.holds.pop(charge.request_id, None)
+        self.owners.pop(charge.request_id, None)
         self.charges.append(charge)
         return True
 

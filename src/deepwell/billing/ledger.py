@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
-from sqlalchemy import Update, case, delete, insert, or_, select, update
+from sqlalchemy import Update, case, delete, func, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -57,9 +57,12 @@ class Charge:
 @dataclass(frozen=True, slots=True)
 class Held:
     """A hold placed: ``available`` is what the account has left after it (None when
-    nothing is charged)."""
+    nothing is charged), and ``holders`` how many of its requests hold money now, this
+    one included (holds of one account are placed one after the other, so the n-th
+    sees n; None when nothing is charged)."""
 
     available: Decimal | None
+    holders: int | None = None
 
 
 class Ledger:
@@ -106,7 +109,12 @@ class Ledger:
             if left is None:
                 return None
             await connection.execute(hold)
-        return Held(available=from_nanos(left))
+            holders = await connection.scalar(
+                select(func.count())
+                .select_from(Hold)
+                .where(Hold.account_id == account_id, Hold.currency == currency)
+            )
+        return Held(available=from_nanos(left), holders=holders)
 
     async def release(self, request_id: str) -> None:
         """Give back the hold of a request that was refused after it was placed: no

@@ -12,9 +12,9 @@ from __future__ import annotations
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
-from decimal import Decimal
 from typing import Protocol
 
+from deepwell.billing.ledger import Held
 from deepwell.errors import Overloaded, RateLimited
 from deepwell.limits import policy
 from deepwell.limits.concurrency import Counter, Exceeded, Limiter, account_key, user_key
@@ -89,17 +89,24 @@ class Admission:
         position = await self._limiter.current(counters[0].key)
         return Entry(tuple(counters), position)
 
-    async def check_balance(self, entry: Entry, available: Decimal | None) -> None:
-        """Raise ``RateLimited`` if ``entry``'s account has more requests open than its
-        ``available`` balance allows (the caller then leaves)."""
+    async def check_balance(self, entry: Entry, held: Held) -> None:
+        """Raise ``RateLimited`` if ``entry``'s account has more requests open than the
+        balance its hold left allows (the caller then gives the hold back and leaves)."""
         account = entry.counters[0]
-        lowered = policy.for_balance(self._settings, account.allowed, available)
-        # Measured by the place the request took when it was counted, not by the count now:
-        # requests that arrive together are counted together, and judging each by the
-        # count now would refuse them all; this way the first ``lowered`` go through.
-        if entry.position > lowered:
+        lowered = policy.for_balance(self._settings, account.allowed, held.available)
+        # Measured by the place the request took, not by the count now: requests that
+        # arrive together are counted together, and judging each by the count now would
+        # refuse them all. Its place is the better of two: among its account's requests when
+        # it was counted, and among its account's holds when it placed its own (holds are
+        # placed one after the other, each seeing what the earlier ones left, so the first
+        # hold of a burst always goes through; but a gateway that died leaves its holds
+        # until it starts again, which only the first measure forgets).
+        position = entry.position
+        if held.holders is not None:
+            position = min(position, held.holders)
+        if position > lowered:
             raise RateLimited(
-                f"Your current concurrency is {entry.position}, which exceeds your concurrency "
+                f"Your current concurrency is {position}, which exceeds your concurrency "
                 f"limit of {lowered} based on your remaining balance. Please top up your "
                 "balance to restore your concurrency."
             )

@@ -354,7 +354,7 @@ class Gateway:
         if held is None:
             raise self._refuse(model, "balance", InsufficientBalance("Insufficient Balance"))
         try:
-            await self._admission.check_balance(entry, held.available)
+            await self._admission.check_balance(entry, held)
         except RateLimited as exc:
             await self._wallet.release(request_id)
             raise self._refuse(model, "rate_limit", exc) from None

@@ -67,6 +67,27 @@ async def test_a_hold_needs_the_whole_amount(database: Database, account: int) -
     assert await open_holds(database) == 2
 
 
+async def test_a_hold_counts_its_accounts_holders(database: Database, account: int) -> None:
+    caller = await KeyStore(database).authenticate((await KeyStore(database).create("bob")).key)
+    assert caller is not None
+    for name in ("alice", "bob"):
+        await Balances(database).credit(name, Decimal("1"), "USD", granted=False)
+    wallet = ledger(database)
+    first = await wallet.hold("r1", account, "USD", Decimal("0.1"))
+    second = await wallet.hold("r2", account, "USD", Decimal("0.1"))
+    other = await wallet.hold("r3", caller.account_id, "USD", Decimal("0.1"))
+    assert first is not None
+    assert first.holders == 1
+    assert other is not None
+    assert other.holders == 1
+    assert second is not None
+    assert (second.holders, second.available) == (2, Decimal("0.8"))
+    await wallet.release("r1")
+    again = await wallet.hold("r4", account, "USD", Decimal("0.1"))
+    assert again is not None
+    assert again.holders == 2
+
+
 async def test_no_balance_row_is_no_money(database: Database, account: int) -> None:
     assert not await ledger(database).hold("r1", account, "USD", Decimal("0.000000001"))
     assert not await ledger(database).hold("r1", account, "CNY", Decimal("0"))

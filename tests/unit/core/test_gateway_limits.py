@@ -11,6 +11,8 @@ import pytest
 from tests.unit.charges import FakeWallet
 from tests.unit.core.gateways import CALLER, REPLY, build, chat
 
+from deepwell.billing.ledger import Held
+from deepwell.core.admission import Admission
 from deepwell.core.events import Finished, KeepAlive, Started
 from deepwell.core.gateway import Gateway, Generation
 from deepwell.engine.fake import FakeEngine
@@ -205,3 +207,16 @@ async def test_a_burst_on_a_low_balance_lets_the_first_requests_through() -> Non
     assert all(isinstance(r, RateLimited) for r in results if r not in admitted)
     for generation in admitted:
         await generation.aclose()
+
+
+async def test_a_low_balance_lets_the_first_hold_of_a_burst_through() -> None:
+    """Requests counted 1, 2, 3 may place their holds in another order: each is judged by
+    the better of its two places, so the first hold goes through whatever its count."""
+    admission = Admission(settings(), LocalLimiter())
+    entries = [await admission.enter(CALLER.account_id, "deepseek-v4-flash", None) for _ in "abc"]
+    low = Decimal("0")  # the floor: one request at a time
+    await admission.check_balance(entries[2], Held(low, holders=1))
+    with pytest.raises(RateLimited) as refused:
+        await admission.check_balance(entries[1], Held(low, holders=2))
+    assert "current concurrency is 2" in refused.value.message
+    await admission.check_balance(entries[0], Held(low, holders=3))  # counted first
