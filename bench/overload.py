@@ -5,8 +5,9 @@
 Starts ``deepwell serve`` with 8 engine sequences (the default concurrency limit is then
 32 per account) and four accounts. First the light accounts alone: each runs ``--light``
 concurrent streams, ``--rounds`` requests each. Then the same light load again while a
-heavy account keeps ``--heavy`` streams going (a refused stream retries after
-``--retry-pause`` seconds, as a client with a retry loop would). Prints a Markdown table: the light
+heavy account keeps ``--heavy`` streams going from a process of its own (a refused stream
+retries after ``--retry-pause`` seconds, as a client with a retry loop would). Prints a
+Markdown table: the light
 accounts' time to first token (p50, p90) in both phases and their ratio, the heavy
 account's served requests and 429s, and every other error (there should be none).
 """
