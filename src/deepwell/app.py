@@ -183,7 +183,12 @@ async def _revoked(settings: Settings, cache: KeyCache | None, key_id: str) -> N
 async def _open_ledger(settings: Settings, store: _Store) -> Ledger:
     """The ledger, after releasing the holds an unfinished earlier run left."""
     billing = settings.billing
-    ledger = Ledger(await store.database(), charging=billing.enabled, gateway_id=billing.gateway_id)
+    ledger = Ledger(
+        await store.database(),
+        charging=billing.enabled,
+        gateway_id=billing.gateway_id,
+        count_below=settings.limits.concurrency.low_balance,
+    )
     await ledger.release_stale(timedelta(hours=billing.stale_hold_hours))
     return ledger
 

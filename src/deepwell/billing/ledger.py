@@ -68,15 +68,27 @@ class Held:
 class Ledger:
     """Holds and settlements over a :class:`Database`.
 
+    A hold counts the account's holds (``Held.holders``) only when what it leaves is
+    under ``count_below`` (where a low balance lowers the account's limit), or always
+    when that is None.
+
     With ``charging`` off every hold succeeds without touching the database, and
     settlements record the cost without deducting it. ``gateway_id`` marks this
     server's holds, so that a restart releases exactly the holds its previous run left.
     """
 
-    def __init__(self, database: Database, *, charging: bool, gateway_id: str) -> None:
+    def __init__(
+        self,
+        database: Database,
+        *,
+        charging: bool,
+        gateway_id: str,
+        count_below: Decimal | None = None,
+    ) -> None:
         self._database = database
         self.charging = charging
         self._gateway = gateway_id
+        self._count_below = count_below
 
     async def hold(
         self, request_id: str, account_id: int, currency: str, amount: Decimal
@@ -109,11 +121,13 @@ class Ledger:
             if left is None:
                 return None
             await connection.execute(hold)
-            holders = await connection.scalar(
-                select(func.count())
-                .select_from(Hold)
-                .where(Hold.account_id == account_id, Hold.currency == currency)
-            )
+            holders = None
+            if self._count_below is None or from_nanos(left) < self._count_below:
+                holders = await connection.scalar(
+                    select(func.count())
+                    .select_from(Hold)
+                    .where(Hold.account_id == account_id, Hold.currency == currency)
+                )
         return Held(available=from_nanos(left), holders=holders)
 
     async def release(self, request_id: str) -> None:

@@ -88,6 +88,19 @@ async def test_a_hold_counts_its_accounts_holders(database: Database, account: i
     assert again.holders == 2
 
 
+async def test_holders_are_counted_only_under_a_low_balance(
+    database: Database, account: int
+) -> None:
+    await Balances(database).credit("alice", Decimal("1"), "USD", granted=False)
+    wallet = Ledger(database, charging=True, gateway_id="test", count_below=Decimal("0.5"))
+    plenty = await wallet.hold("r1", account, "USD", Decimal("0.1"))
+    assert plenty is not None
+    assert plenty.holders is None
+    low = await wallet.hold("r2", account, "USD", Decimal("0.6"))
+    assert low is not None
+    assert (low.available, low.holders) == (Decimal("0.3"), 2)
+
+
 async def test_no_balance_row_is_no_money(database: Database, account: int) -> None:
     assert not await ledger(database).hold("r1", account, "USD", Decimal("0.000000001"))
     assert not await ledger(database).hold("r1", account, "CNY", Decimal("0"))
