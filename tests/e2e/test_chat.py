@@ -91,7 +91,7 @@ def test_stream_raw_bytes_end_with_done(server: Server) -> None:
 
 def test_max_tokens_one_is_length(server: Server) -> None:
     response = server.client().chat.completions.create(
-        extra_body=PLAIN, model=MODEL, messages=HELLO, max_tokens=1
+        extra_body=PLAIN, model=MODEL, messages=HELLO, max_tokens=1, temperature=0
     )
 
     assert response.choices[0].finish_reason == "length"
