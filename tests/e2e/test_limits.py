@@ -32,7 +32,8 @@ from tests.e2e.conftest import (
 pytestmark = pytest.mark.e2e
 
 KEEPALIVE_S = "0.3"
-HELLO = [{"role": "user", "content": "Count from one to twenty, in words."}]
+# Greedy, the answer runs as long as any of these tests needs.
+HELLO = [{"role": "user", "content": "Count from 1 to 1000, separated by commas."}]
 
 
 @pytest.fixture(scope="module")
@@ -54,6 +55,7 @@ def body(max_tokens: int, *, stream: bool) -> dict[str, Any]:
         "model": "deepseek-v4-flash",
         "messages": HELLO,
         "max_tokens": max_tokens,
+        "temperature": 0,  # sampled, an answer may end before the test is through with it
         "stream": stream,
         **PLAIN,
     }
@@ -119,7 +121,7 @@ def test_limits_queue_and_keepalive(one_sequence: Server) -> None:
     a, b, c, d = (create_key(server.env, name) for name in ("la", "lb", "lc", "ld"))
     running = threading.Event()
     with ThreadPoolExecutor(max_workers=4) as pool:
-        first = pool.submit(raw_stream, server, a, 24, running)
+        first = pool.submit(raw_stream, server, a, 40, running)
         assert running.wait(60)
 
         # A second request of account la waits, as a non-stream reply through the SDK.
