@@ -206,7 +206,8 @@ def test_malformed_bodies_get_the_envelope(
 
 
 def test_disconnect_mid_stream_frees_the_sequence(server: Server) -> None:
-    body = {"model": MODEL, "messages": HELLO, "max_tokens": 400, "stream": True, **PLAIN}
+    body = {"model": MODEL, "messages": HELLO, "max_tokens": 400, "temperature": 0, "stream": True}
+    body |= PLAIN
     headers = {"Authorization": f"Bearer {server.key}"}
     with httpx.stream(
         "POST", f"{server.base_url}/chat/completions", json=body, headers=headers, timeout=60
@@ -218,6 +219,6 @@ def test_disconnect_mid_stream_frees_the_sequence(server: Server) -> None:
     assert server.busy_after_settling() == 0
 
     after = server.client().chat.completions.create(
-        extra_body=PLAIN, model=MODEL, messages=HELLO, max_tokens=3
+        extra_body=PLAIN, model=MODEL, messages=HELLO, max_tokens=3, temperature=0
     )
     assert after.choices[0].message.content

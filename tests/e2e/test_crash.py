@@ -50,7 +50,9 @@ def ask(server: Server, content: str, max_tokens: int) -> httpx.Response:
 
 
 def cache_files(data_dir: Path) -> set[Path]:
-    return {path for path in (data_dir / "cache").glob("*/*") if path.is_file()}
+    """The saved states; not a ``.…tmp`` file being written (it is renamed when done)."""
+    folder = data_dir / "cache"
+    return {p for p in folder.glob("*/*") if p.is_file() and not p.name.startswith(".")}
 
 
 def until(condition: Callable[[], bool], timeout: float = 60) -> None:

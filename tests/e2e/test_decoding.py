@@ -348,6 +348,7 @@ def test_streamed_calls_carry_index_id_and_name(client: openai.OpenAI) -> None:
             tools=[WEATHER],
             tool_choice="required",
             max_tokens=120,
+            temperature=0,
             stream=True,
             extra_body=OFF,
         )

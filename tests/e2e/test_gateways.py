@@ -117,6 +117,7 @@ def streams(server: Server, key: str, count: int) -> Iterator[list[Iterator[str]
                         "model": "deepseek-v4-flash",
                         "messages": LONG,
                         "max_tokens": 2000,
+                        "temperature": 0,  # sampled, a stream might end before the checks
                         "stream": True,
                         **PLAIN,
                     },
