@@ -59,7 +59,7 @@ class Held:
     """A hold placed: ``available`` is what the account has left after it (None when
     nothing is charged), and ``holders`` how many of its requests hold money now, this
     one included (holds of one account are placed one after the other, so the n-th
-    sees n; None when nothing is charged)."""
+    sees n; None when nothing is charged or when it was not counted, see ``Ledger``)."""
 
     available: Decimal | None
     holders: int | None = None
