@@ -39,11 +39,12 @@ from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import httpx
+import uvloop
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from common import ROOT, Endpoint, free_port, percentile, stop, wait_ready
+from loadgen import Connection, ResponseError
 
 LITELLM_VENV = ROOT / "bench" / ".venv-litellm"
 LITELLM_PACKAGE = "litellm[proxy]"
@@ -104,31 +105,30 @@ def body(endpoint: Endpoint, stream: bool) -> dict[str, object]:
     return fields
 
 
-async def one(client: httpx.AsyncClient, endpoint: Endpoint, stream: bool) -> float:
-    """One request, read to its end; its duration (raises on a non-200)."""
+async def one(connection: Connection, endpoint: Endpoint, stream: bool) -> float:
+    """One request, read to its end; its duration (raises on a non-200 or a stream
+    without its ``[DONE]``)."""
     began = time.perf_counter()
     headers = {"Authorization": f"Bearer {endpoint.key}"}
-    url = f"{endpoint.base_url}/v1/chat/completions"
+    response = await connection.post("/v1/chat/completions", body(endpoint, stream), headers)
+    if response.status != 200:
+        raise ResponseError(f"status {response.status}: {response.body[:200]!r}")
     if stream:
-        async with client.stream("POST", url, json=body(endpoint, True), headers=headers) as r:
-            r.raise_for_status()
-            async for line in r.aiter_lines():
-                if line == "data: [DONE]":
-                    break
-            else:
-                raise RuntimeError("stream ended without [DONE]")
+        if b"data: [DONE]" not in response.body:
+            raise ResponseError("stream ended without [DONE]")
     else:
-        response = await client.post(url, json=body(endpoint, False), headers=headers)
-        response.raise_for_status()
-        json.loads(response.content)
+        json.loads(response.body)
     return time.perf_counter() - began
 
 
 async def sequential(endpoint: Endpoint, count: int, stream: bool, figures: Figures) -> None:
-    async with httpx.AsyncClient(timeout=30) as client:
-        for _ in range(min(50, count)):  # warm up connections and code paths
-            await one(client, endpoint, stream)
-        times = [await one(client, endpoint, stream) for _ in range(count)]
+    connection = Connection(endpoint.base_url)
+    try:
+        for _ in range(min(50, count)):  # warm up the connection and code paths
+            await one(connection, endpoint, stream)
+        times = [await one(connection, endpoint, stream) for _ in range(count)]
+    finally:
+        connection.close()
     figures.latency["stream" if stream else "non-stream"] = times
 
 
@@ -136,23 +136,26 @@ async def saturate(
     target: Target, concurrency: int, duration: float, stream: bool, figures: Figures
 ) -> None:
     endpoint = target.endpoint
-    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
     done = 0
-    async with httpx.AsyncClient(timeout=60, limits=limits) as client:
-        deadline = time.perf_counter() + duration
+    deadline = time.perf_counter() + duration
 
-        async def worker() -> None:
-            nonlocal done
+    async def worker() -> None:
+        nonlocal done
+        connection = Connection(endpoint.base_url)
+        try:
             while time.perf_counter() < deadline:
                 try:
-                    await one(client, endpoint, stream)
+                    await one(connection, endpoint, stream)
                     done += 1
-                except (httpx.HTTPError, RuntimeError):
+                except (OSError, asyncio.IncompleteReadError, ResponseError):
+                    connection.close()
                     figures.errors += 1
+        finally:
+            connection.close()
 
-        began, cpu = time.perf_counter(), cpu_seconds(target.pid)
-        await asyncio.gather(*(worker() for _ in range(concurrency)))
-        elapsed, used = time.perf_counter() - began, cpu_seconds(target.pid) - cpu
+    began, cpu = time.perf_counter(), cpu_seconds(target.pid)
+    await asyncio.gather(*(worker() for _ in range(concurrency)))
+    elapsed, used = time.perf_counter() - began, cpu_seconds(target.pid) - cpu
     mode = "stream" if stream else "non-stream"
     figures.rate[mode] = done / elapsed
     figures.cpu[mode] = used / max(done, 1)
@@ -164,8 +167,8 @@ def measure(target: Target, args: argparse.Namespace, figures: Figures) -> None:
     disturbed round counts: the machine may be shared)."""
     fresh = Figures()
     for stream in (False, True):
-        asyncio.run(sequential(target.endpoint, args.requests, stream, fresh))
-        asyncio.run(saturate(target, args.concurrency, args.duration, stream, fresh))
+        uvloop.run(sequential(target.endpoint, args.requests, stream, fresh))
+        uvloop.run(saturate(target, args.concurrency, args.duration, stream, fresh))
     print(f"{target.endpoint.name}: {fresh.rate} errors={fresh.errors}", file=sys.stderr)
     for mode, times in fresh.latency.items():
         kept = figures.latency.get(mode)

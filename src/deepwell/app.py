@@ -18,6 +18,7 @@ from deepwell.accounts.revocations import RevocationFeed, announce
 from deepwell.billing.balances import Balances
 from deepwell.billing.ledger import Ledger
 from deepwell.billing.prices import PriceBook
+from deepwell.billing.reserves import Reserves
 from deepwell.chat.fim import FimFormat, fim_format
 from deepwell.chat.template import ChatTemplate
 from deepwell.console import AccountAdmin
@@ -73,8 +74,15 @@ def create_app(
             store = _Store(settings, stack)
             key_lookup = keys if keys is not None else await _key_cache(settings, store, stack)
             cache = key_lookup if isinstance(key_lookup, KeyCache) else None
-            ledger = wallet if wallet is not None else await _open_ledger(settings, store)
-            balance_lookup = balances if balances is not None else Balances(await store.database())
+            chosen, written = wallet, None
+            if chosen is None:
+                reserves = await _open_wallet(settings, store, stack)
+                chosen, written = reserves, reserves.written
+            balance_lookup = (
+                balances
+                if balances is not None
+                else Balances(await store.database(), written=written)
+            )
             live = (
                 engines
                 if engines is not None
@@ -90,7 +98,7 @@ def create_app(
                     json_schema=settings.structured_output.json_schema,
                 ),
                 CompletionService(registry, live, _fim_formats(settings, live)),
-                ledger,
+                chosen,
                 PriceBook(settings.models),
                 Admission(
                     settings,
@@ -120,7 +128,9 @@ def create_app(
                 private_details=settings.metrics.require_admin,
                 anthropic=settings.anthropic,
                 accounts=AccountAdmin(
-                    store.database, on_revoke=functools.partial(_revoked, settings, cache)
+                    store.database,
+                    on_revoke=functools.partial(_revoked, settings, cache),
+                    written=written,
                 ),
                 status=board,
             )
@@ -180,17 +190,22 @@ async def _revoked(settings: Settings, cache: KeyCache | None, key_id: str) -> N
     await announce(settings.redis_url, key_id)
 
 
-async def _open_ledger(settings: Settings, store: _Store) -> Ledger:
-    """The ledger, after releasing the holds an unfinished earlier run left."""
+async def _open_wallet(settings: Settings, store: _Store, stack: AsyncExitStack) -> Reserves:
+    """The ledger, after releasing the holds an unfinished earlier run left, behind this
+    gateway's reserves (which write what is left when ``stack`` closes)."""
     billing = settings.billing
+    low_balance = settings.limits.concurrency.low_balance
     ledger = Ledger(
         await store.database(),
         charging=billing.enabled,
         gateway_id=billing.gateway_id,
-        count_below=settings.limits.concurrency.low_balance,
+        count_below=low_balance,
     )
     await ledger.release_stale(timedelta(hours=billing.stale_hold_hours))
-    return ledger
+    reserves = Reserves(ledger, keep=low_balance)
+    reserves.start()
+    stack.push_async_callback(reserves.close)
+    return reserves
 
 
 async def _limiter(settings: Settings, stack: AsyncExitStack) -> Limiter:

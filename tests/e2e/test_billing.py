@@ -142,6 +142,30 @@ def test_the_charge_is_what_the_usage_and_prices_say(platform: Server, model: st
     assert ledger_total(platform, name) == sum(costs)
 
 
+def test_a_funded_account_is_charged_exactly_from_its_reserve(platform: Server) -> None:
+    """With money to spare, requests hold against a slice the gateway reserved and are
+    settled in batches; once the idle slice goes back, the balance is exact."""
+    name, key = account(platform, funds="100")
+    with client(platform, key) as api:
+        replies = [
+            api.chat.completions.create(
+                model="deepseek-v4-flash",
+                messages=[{"role": "user", "content": f"Say {n}."}],
+                max_tokens=4,
+                extra_body=PLAIN,
+            )
+            for n in range(3)
+        ]
+    costs = [expected_cost("deepseek-v4-flash", r.usage) for r in replies if r.usage]
+    assert len(costs) == 3
+    after = settled(platform, name)
+    assert after["held"] == 0
+    assert Decimal(100) - after["total_balance"] == sum(costs)
+    assert ledger_total(platform, name) == sum(costs)
+    report = deepwell_json(platform.env, "usage", "--account", name)["usage"]
+    assert sum(row["requests"] for row in report) == 3
+
+
 def test_granted_money_is_spent_first(platform: Server) -> None:
     name, key = account(platform)
     deepwell_json(platform.env, "accounts", "topup", name, "0.000001", "--granted")

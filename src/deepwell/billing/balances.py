@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -44,13 +45,19 @@ class AccountBalances:
 
 
 class Balances:
-    """Balances and credits over a :class:`Database`."""
+    """Balances and credits over a :class:`Database`. ``written``, when given, is
+    awaited before each read: it returns once the settlements made so far are in the
+    database (see ``billing.reserves``)."""
 
-    def __init__(self, database: Database) -> None:
+    def __init__(
+        self, database: Database, written: Callable[[], Awaitable[None]] | None = None
+    ) -> None:
         self._database = database
+        self._written = written
 
     async def of(self, account_id: int) -> list[BalanceInfo]:
         """Every currency the account has money in, by currency code."""
+        await self._settled()
         statement = (
             select(Balance).where(Balance.account_id == account_id).order_by(Balance.currency)
         )
@@ -66,6 +73,7 @@ class Balances:
 
     async def all(self) -> list[AccountBalances]:
         """Every account with its balances, by name."""
+        await self._settled()
         async with self._database.session() as session:
             accounts = (await session.scalars(select(Account).order_by(Account.name))).all()
             rows = (await session.scalars(select(Balance).order_by(Balance.currency))).all()
@@ -73,6 +81,10 @@ class Balances:
         for row in rows:
             by_account.setdefault(row.account_id, []).append(_info(row))
         return [AccountBalances(a.id, a.name, tuple(by_account.get(a.id, ()))) for a in accounts]
+
+    async def _settled(self) -> None:
+        if self._written is not None:
+            await self._written()
 
     async def credit(
         self, name: str, amount: Decimal, currency: str, *, granted: bool

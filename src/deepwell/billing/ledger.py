@@ -11,6 +11,7 @@ row is unique, and a second settlement finds it and changes nothing.
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -148,11 +149,103 @@ class Ledger:
                 await connection.execute(insert(LedgerEntry).values(_entry(charge, self.charging)))
                 hold = await _take_hold(connection, charge.request_id)
                 if self.charging:
-                    await connection.execute(_debit(charge, hold))
+                    released = hold.amount_nanos if hold is not None else 0
+                    debit = _debit(
+                        charge.account_id, charge.currency, to_nanos(charge.cost), released
+                    )
+                    await connection.execute(debit)
         except IntegrityError:
             log.warning("request %s was settled already", charge.request_id)
             return False
         return True
+
+    async def reserve(
+        self, reservation_id: str, account_id: int, currency: str, amount: Decimal, keep: Decimal
+    ) -> Decimal | None:
+        """Add ``amount`` to the hold ``reservation_id`` (made if new) while the account
+        keeps at least ``keep`` available beside it; what it keeps, or None (nothing
+        changed) if it cannot."""
+        nanos = to_nanos(amount)
+        available = Balance.granted_nanos + Balance.topped_up_nanos - Balance.held_nanos
+        statement = (
+            update(Balance)
+            .where(
+                Balance.account_id == account_id,
+                Balance.currency == currency,
+                available - nanos >= to_nanos(keep),
+            )
+            .values(held_nanos=Balance.held_nanos + nanos)
+            .returning(available)
+        )
+        async with self._database.engine.begin() as connection:
+            left = (await connection.execute(statement)).scalar_one_or_none()
+            if left is None:
+                return None
+            grown = await connection.execute(_grow(reservation_id, nanos))
+            if grown.rowcount == 0:
+                hold = insert(Hold).values(
+                    request_id=reservation_id,
+                    account_id=account_id,
+                    currency=currency,
+                    amount_nanos=nanos,
+                    gateway_id=self._gateway,
+                    created_at=datetime.now(UTC),
+                )
+                await connection.execute(hold)
+        return from_nanos(left)
+
+    async def give_back(
+        self, reservation_id: str, account_id: int, currency: str, amount: Decimal
+    ) -> None:
+        """Take ``amount`` off the hold ``reservation_id`` (removed once it holds nothing)."""
+        nanos = to_nanos(amount)
+        taken = _Taken(account_id, currency, nanos)
+        async with self._database.engine.begin() as connection:
+            await connection.execute(_release(taken))
+            await connection.execute(_grow(reservation_id, -nanos))
+            await connection.execute(
+                delete(Hold).where(Hold.request_id == reservation_id, Hold.amount_nanos <= 0)
+            )
+
+    async def settle_reserved(
+        self, charges: Sequence[Charge], reservations: Mapping[str, str]
+    ) -> int:
+        """Settle ``charges`` held against reservations (``reservations``: request id →
+        reservation id) in one transaction: their ledger rows, each account's debit, and
+        each reservation less what its requests cost. A request settled before is left
+        out (the others are then settled one transaction each). Returns how many were
+        settled."""
+        try:
+            async with self._database.engine.begin() as connection:
+                await self._settle_reserved(connection, charges, reservations)
+            return len(charges)
+        except IntegrityError:
+            if len(charges) == 1:
+                log.warning("request %s was settled already", charges[0].request_id)
+                return 0
+        settled = 0
+        for charge in charges:
+            settled += await self.settle_reserved([charge], reservations)
+        return settled
+
+    async def _settle_reserved(
+        self,
+        connection: AsyncConnection,
+        charges: Sequence[Charge],
+        reservations: Mapping[str, str],
+    ) -> None:
+        await connection.execute(
+            insert(LedgerEntry), [_entry(charge, self.charging) for charge in charges]
+        )
+        if not self.charging:
+            return
+        costs: dict[tuple[str, int, str], int] = {}
+        for charge in charges:
+            where = (reservations[charge.request_id], charge.account_id, charge.currency)
+            costs[where] = costs.get(where, 0) + to_nanos(charge.cost)
+        for (reservation_id, account_id, currency), cost in costs.items():
+            await connection.execute(_debit(account_id, currency, cost, cost))
+            await connection.execute(_grow(reservation_id, -cost))
 
     async def release_stale(self, older_than: timedelta) -> int:
         """Release the holds this gateway's previous run left (it is not running: this
@@ -201,17 +294,27 @@ def _release(hold: Hold | _Taken) -> Update:
     )
 
 
-def _debit(charge: Charge, hold: _Taken | None) -> Update:
-    """Take the cost from the granted balance first, then from the topped-up one, and
-    release the hold; every expression reads the row as it was before the update."""
-    cost = to_nanos(charge.cost)
+def _grow(reservation_id: str, nanos: int) -> Update:
+    """The hold ``reservation_id`` larger by ``nanos`` (smaller, when negative), and
+    marked as in use now (so that no restart takes it for a hold left long ago)."""
+    return (
+        update(Hold)
+        .where(Hold.request_id == reservation_id)
+        .values(amount_nanos=Hold.amount_nanos + nanos, created_at=datetime.now(UTC))
+    )
+
+
+def _debit(account_id: int, currency: str, cost: int, released: int) -> Update:
+    """Take ``cost`` nanos from the granted balance first, then from the topped-up one,
+    and release ``released`` nanos of holds; every expression reads the row as it was
+    before the update."""
     granted = Balance.granted_nanos
     enough = granted >= cost
     return (
         update(Balance)
-        .where(Balance.account_id == charge.account_id, Balance.currency == charge.currency)
+        .where(Balance.account_id == account_id, Balance.currency == currency)
         .values(
-            held_nanos=Balance.held_nanos - (hold.amount_nanos if hold is not None else 0),
+            held_nanos=Balance.held_nanos - released,
             granted_nanos=case((enough, granted - cost), else_=0),
             topped_up_nanos=case(
                 (enough, Balance.topped_up_nanos),

@@ -36,9 +36,11 @@ class AccountAdmin:
         self,
         database: Callable[[], Awaitable[Database]],
         on_revoke: Callable[[str], Awaitable[None]] | None = None,
+        written: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
         self._open = database
         self._on_revoke = on_revoke
+        self._written = written
         self._database: Database | None = None
         self._lock = asyncio.Lock()
 
@@ -67,25 +69,38 @@ class AccountAdmin:
             await self._on_revoke(key_id)
 
     async def accounts(self) -> list[AccountBalances]:
-        return await Balances(await self._db()).all()
+        return await (await self._balances()).all()
 
     async def balances(self, account: str) -> AccountBalances:
         """UnknownAccount if there is no such account."""
-        return await Balances(await self._db()).named(account)
+        return await (await self._balances()).named(account)
 
     async def top_up(
         self, account: str, amount: Decimal, currency: str, *, granted: bool
     ) -> BalanceInfo:
         """Add money; UnknownAccount, or ValueError for an amount that is not positive or
         has more than nine decimals."""
-        return await Balances(await self._db()).credit(account, amount, currency, granted=granted)
+        balances = await self._balances()
+        return await balances.credit(account, amount, currency, granted=granted)
 
     async def top_ups(self, account: str | None = None) -> list[CreditRow]:
         return await credit_history(await self._db(), account)
 
     async def usage(self, query: UsageQuery) -> list[UsageBucket]:
-        return await usage_buckets(await self._db(), query)
+        database = await self._db()
+        await self._settled()
+        return await usage_buckets(database, query)
 
     async def settled(self, request_id: str, account: str) -> UsageBucket | None:
         """What the request ``request_id`` of ``account`` cost, once it is settled."""
-        return await settled_request(await self._db(), request_id, account)
+        database = await self._db()
+        await self._settled()
+        return await settled_request(database, request_id, account)
+
+    async def _balances(self) -> Balances:
+        return Balances(await self._db(), written=self._written)
+
+    async def _settled(self) -> None:
+        """Wait for the settlements made so far to be in the ledger."""
+        if self._written is not None:
+            await self._written()
