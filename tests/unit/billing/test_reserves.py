@@ -66,7 +66,8 @@ async def test_a_funded_account_holds_from_one_slice(database: Database, account
     reserves = await started(database, keep=Decimal("1"))
     for n in range(5):
         held = await reserves.hold(f"r{n}", account, "USD", HOLD)
-        assert held is not None and held.available is not None
+        assert held is not None
+        assert held.available is not None
     assert held.available == Decimal("100") - 5 * HOLD
     assert (await rows(database))[0] == 1
     assert (await usd(database, account)).held == SLICE_REQUESTS * HOLD
@@ -175,7 +176,8 @@ async def test_without_charging_usage_is_recorded_not_deducted(
     await Balances(database).credit("alice", Decimal("1"), "USD", granted=False)
     reserves = await started(database, charging=False, keep=Decimal(0))
     held = await reserves.hold("free", account, "USD", Decimal("5"))
-    assert held is not None and held.available is None
+    assert held is not None
+    assert held.available is None
     await reserves.settle(charge("free", account))
     await reserves.close()
     assert await usd(database, account) == BalanceInfo("USD", Decimal(0), Decimal("1"))
