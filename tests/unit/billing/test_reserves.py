@@ -64,11 +64,10 @@ async def rows(database: Database) -> tuple[int, int, Decimal]:
 async def test_a_funded_account_holds_from_one_slice(database: Database, account: int) -> None:
     await Balances(database).credit("alice", Decimal("100"), "USD", granted=False)
     reserves = await started(database, keep=Decimal("1"))
-    for n in range(5):
-        held = await reserves.hold(f"r{n}", account, "USD", HOLD)
-        assert held is not None
-        assert held.available is not None
-    assert held.available == Decimal("100") - 5 * HOLD
+    available = [await reserves.hold(f"r{n}", account, "USD", HOLD) for n in range(5)]
+    assert [held.available if held else None for held in available] == [
+        Decimal(100) - n * HOLD for n in range(1, 6)
+    ]
     assert (await rows(database))[0] == 1
     assert (await usd(database, account)).held == SLICE_REQUESTS * HOLD
     for n in range(5):
