@@ -48,6 +48,11 @@ E = TypeVar("E")
 CLOSE_TIMEOUT_S = 10.0
 """How long a shutdown waits for requests still open to end and settle."""
 
+INLINE_CHARS = 2048
+"""A request with less text than this, and no tools or schema to compile, is prepared on
+the event loop: rendering and tokenizing it takes less time than the hop to a worker
+thread and back that it would wait for (about a millisecond on a loaded machine)."""
+
 
 class Wallet(Protocol):
     """Where admitted requests hold and settle their cost (``billing.Ledger``)."""
@@ -209,7 +214,8 @@ class Gateway:
         model = self._chat.resolve(request.model)
         entry = await self._enter(caller, model, request.user_id, trace)
         try:
-            prepared = await asyncio.to_thread(self._chat.prepare, request, caller)
+            prepare = functools.partial(self._chat.prepare, request, caller)
+            prepared = await asyncio.to_thread(prepare) if _heavy(request) else prepare()
             plan = prepared.plan.request
             job = Job(
                 prepared.model,
@@ -231,7 +237,9 @@ class Gateway:
         model = self._completion.resolve(request.model)
         entry = await self._enter(caller, model, None, trace)
         try:
-            prepared = await asyncio.to_thread(self._completion.prepare, request, caller)
+            prepare = functools.partial(self._completion.prepare, request, caller)
+            quick = len(request.prompt) + len(request.suffix) < INLINE_CHARS
+            prepared = prepare() if quick else await asyncio.to_thread(prepare)
             engine_request = prepared.engine_request
             job = Job(
                 prepared.model,
@@ -435,6 +443,14 @@ class Gateway:
             self._open_tickets.pop(charge.request_id, None)
             if not self._open_tickets:
                 self._idle.set()
+
+
+def _heavy(request: GenerationRequest) -> bool:
+    """Whether preparing ``request`` may take long enough to run off the event loop."""
+    if request.tools or request.response_schema is not None or request.json_output:
+        return True
+    text = sum(len(m.content or "") + len(m.reasoning_content or "") for m in request.messages)
+    return text >= INLINE_CHARS
 
 
 def _shutting_down() -> Overloaded:

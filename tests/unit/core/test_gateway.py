@@ -15,7 +15,7 @@ from tests.unit.core.gateways import CALLER, NOON, REPLY, FailingEngine, build, 
 
 from deepwell.core.completion import CompletionRequest
 from deepwell.core.events import Finished, Started, TextDelta
-from deepwell.core.gateway import Gateway
+from deepwell.core.gateway import INLINE_CHARS, Gateway
 from deepwell.engine.base import EngineEvent, EngineRequest
 from deepwell.engine.fake import FakeEngine
 from deepwell.errors import EngineFailure, InsufficientBalance
@@ -205,7 +205,7 @@ async def test_fim_goes_through_the_same_door(gateway: Gateway, wallet: FakeWall
     assert charge.quote.miss == Decimal("0.435")
 
 
-async def test_prepare_runs_off_the_event_loop(
+async def test_a_long_prompt_is_prepared_off_the_event_loop_a_short_one_on_it(
     gateway: Gateway, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     threads: list[int] = []
@@ -217,10 +217,12 @@ async def test_prepare_runs_off_the_event_loop(
         return original(*args)  # type: ignore[arg-type]
 
     monkeypatch.setattr(service, "prepare", spy)
-    generation = await gateway.chat(chat(), CALLER)
-    await generation.aclose()
-    assert threads
-    assert threads[0] != threading.get_ident()
+    for content in ("x" * INLINE_CHARS, "hi"):
+        generation = await gateway.chat(chat(content, max_tokens=2), CALLER)
+        await generation.aclose()
+    long, short = threads
+    assert long != threading.get_ident()
+    assert short == threading.get_ident()
 
 
 async def test_each_request_has_its_own_id(gateway: Gateway, wallet: FakeWallet) -> None:

@@ -17,7 +17,9 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+import aiohttp
 import httpx
+from httpx_aiohttp import AiohttpTransport
 
 from deepwell.engine.base import (
     Admitted,
@@ -83,8 +85,16 @@ def http_client(
     if settings.api_key is not None:
         headers["Authorization"] = f"Bearer {settings.api_key.get_secret_value()}"
     timeout = httpx.Timeout(settings.read_timeout_s, connect=settings.connect_timeout_s)
-    limits = httpx.Limits(max_connections=None, max_keepalive_connections=64)
-    return httpx.AsyncClient(transport=transport, headers=headers, timeout=timeout, limits=limits)
+    if transport is None:
+        transport = AiohttpTransport(client=_session)
+    return httpx.AsyncClient(transport=transport, headers=headers, timeout=timeout)
+
+
+def _session() -> aiohttp.ClientSession:
+    """aiohttp's connection pool under httpx's API: httpx's own pool polls every idle
+    connection on each request (about a millisecond of CPU a request at a few dozen
+    connections), aiohttp's does not. No bound on connections: ``max_in_flight`` is."""
+    return aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0))
 
 
 class Upstreams:
