@@ -44,7 +44,7 @@ SLICE_REQUESTS = 16
 IDLE_S = 1.0
 """A slice no request has held for this long is given back to its account."""
 
-BATCH_S = 0.01
+BATCH_S = 0.05
 """How long the writer lets settlements gather before it writes them (unless a read
 is waiting for them): the most a crash can lose, and what lets requests that follow
 one another, not only those that overlap, share a transaction."""
