@@ -39,7 +39,11 @@ from deepwell.billing.prices import from_nanos, to_nanos
 log = logging.getLogger(__name__)
 
 SLICE_REQUESTS = 16
-"""A slice is reserved for this many requests like the one that needed it."""
+"""A slice is first reserved for this many requests like the one that needed it; each
+time it grows again, it grows by twice as much as the time before (at most a quarter of
+what the account has beside it), so that a busy account's slice grows rarely. It grows
+in the background once less than half its last growth is left: requests wait for it
+only when it runs out."""
 
 IDLE_S = 1.0
 """A slice no request has held for this long is given back to its account."""
@@ -63,11 +67,17 @@ class _Slice:
     kept: int = 0
     """What the account had available beside its slices when this one last grew."""
     in_ledger: bool = False
+    step: int = 0
+    """What the slice grew by last."""
     used_at: float = field(default_factory=time.monotonic)
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
+    @property
+    def free(self) -> int:
+        return self.reserved - self.holding
+
     def take(self, nanos: int) -> bool:
-        if self.reserved - self.holding < nanos:
+        if self.free < nanos:
             return False
         self.holding += nanos
         self.requests += 1
@@ -81,7 +91,11 @@ class _Slice:
         self.used_at = time.monotonic()
 
     def available(self) -> Decimal:
-        return from_nanos(self.kept + self.reserved - self.holding)
+        return from_nanos(self.kept + self.free)
+
+    def low(self) -> bool:
+        """Whether less than half the last growth is left (time to grow again)."""
+        return self.free < self.step // 2
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,12 +128,15 @@ class Reserves:
         self._now = asyncio.Event()
         self._closing = False
         self._task: asyncio.Task[None] | None = None
+        self._refills: set[asyncio.Task[None]] = set()
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="deepwell-ledger-writer")
 
     async def close(self) -> None:
         self._closing = True
+        if self._refills:
+            await asyncio.gather(*self._refills, return_exceptions=True)
         self._wake.set()
         self._now.set()
         if self._task is not None:
@@ -135,7 +152,10 @@ class Reserves:
         nanos = to_nanos(amount)
         key = (account_id, currency)
         slice_ = self._slices.get(key) or self._slices.setdefault(key, _Slice(account_id, currency))
-        if not slice_.take(nanos) and not await self._grow(slice_, nanos):
+        if slice_.take(nanos):
+            if slice_.low() and not slice_.lock.locked():
+                self._refill(slice_)
+        elif not await self._grow(slice_, nanos):
             return await self._ledger.hold(request_id, account_id, currency, amount)
         self._local[request_id] = _Local(slice_, nanos)
         return Held(available=slice_.available())
@@ -178,22 +198,55 @@ class Reserves:
         """Reserve more for ``slice_`` and take ``nanos`` from it; False if the account
         cannot spare it."""
         async with slice_.lock:
-            for want in (nanos * SLICE_REQUESTS, nanos):
-                if slice_.take(nanos):
-                    return True
-                grow = want - (slice_.reserved - slice_.holding)
-                kept = await self._ledger.reserve(
-                    slice_.reservation_id,
-                    slice_.account_id,
-                    slice_.currency,
-                    from_nanos(grow),
-                    self._keep,
-                )
-                if kept is not None:
-                    slice_.reserved += grow
-                    slice_.kept = to_nanos(kept)
-                    slice_.in_ledger = True
+            if slice_.take(nanos):
+                return True
+            need = nanos - slice_.free
+            step = max(self._step(slice_, nanos), need)
+            if not await self._reserve(slice_, step) and step > need:
+                await self._reserve(slice_, need)
             return slice_.take(nanos)
+
+    def _refill(self, slice_: _Slice) -> None:
+        """Grow ``slice_`` in the background, before it runs out."""
+
+        async def refill() -> None:
+            async with slice_.lock:
+                if slice_.low():
+                    await self._reserve(slice_, self._step(slice_, 0))
+
+        task = asyncio.create_task(refill())
+        self._refills.add(task)
+        task.add_done_callback(self._refilled)
+
+    def _refilled(self, task: asyncio.Task[None]) -> None:
+        self._refills.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("growing a reserved balance failed", exc_info=task.exception())
+
+    def _step(self, slice_: _Slice, nanos: int) -> int:
+        """How much ``slice_`` grows by next (see ``SLICE_REQUESTS``)."""
+        step = max(2 * slice_.step, nanos * SLICE_REQUESTS)
+        if slice_.in_ledger:
+            step = min(step, (slice_.kept - to_nanos(self._keep)) // 4)
+        return step
+
+    async def _reserve(self, slice_: _Slice, nanos: int) -> bool:
+        if nanos <= 0:
+            return False
+        kept = await self._ledger.reserve(
+            slice_.reservation_id,
+            slice_.account_id,
+            slice_.currency,
+            from_nanos(nanos),
+            self._keep,
+        )
+        if kept is None:
+            return False
+        slice_.reserved += nanos
+        slice_.kept = to_nanos(kept)
+        slice_.in_ledger = True
+        slice_.step = nanos
+        return True
 
     async def _run(self) -> None:
         while not self._closing:

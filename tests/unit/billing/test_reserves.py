@@ -82,6 +82,19 @@ async def test_a_funded_account_holds_from_one_slice(database: Database, account
     assert (await rows(database))[0] == 0
 
 
+async def test_a_busy_slice_grows_ahead_by_twice_as_much_each_time(
+    database: Database, account: int
+) -> None:
+    await Balances(database).credit("alice", Decimal("100"), "USD", granted=False)
+    reserves = await started(database, keep=Decimal("1"))
+    for n in range(SLICE_REQUESTS // 2 + 1):  # past half of the first slice
+        assert await reserves.hold(f"r{n}", account, "USD", HOLD) is not None
+    await asyncio.sleep(0.1)  # the slice grows in the background
+    assert (await usd(database, account)).held == 3 * SLICE_REQUESTS * HOLD
+    assert (await rows(database))[0] == 1
+    await reserves.close()
+
+
 async def test_below_the_kept_balance_each_request_holds_in_the_ledger(
     database: Database, account: int
 ) -> None:
