@@ -370,6 +370,33 @@ def test_streamed_calls_carry_index_id_and_name(client: openai.OpenAI) -> None:
     assert chunks[-1].choices[0].finish_reason == "tool_calls"
 
 
+@pytest.mark.parametrize("stream", [False, True])
+@pytest.mark.parametrize("max_tokens", [5, 12])
+def test_a_call_cut_by_max_tokens_leaks_no_markup(
+    client: openai.OpenAI, stream: bool, max_tokens: int
+) -> None:
+    """Cut inside the call's name (5 tokens) or its arguments (12): no part of the call
+    becomes answer text."""
+    asked: Any = dict(
+        model=MODEL,
+        messages=ASK_WEATHER,
+        tools=[WEATHER],
+        tool_choice="required",
+        max_tokens=max_tokens,
+        temperature=0,
+        extra_body=OFF,
+    )
+    if stream:
+        chunks = list(client.chat.completions.create(**asked, stream=True))
+        content = "".join(chunk.choices[0].delta.content or "" for chunk in chunks)
+        finish = chunks[-1].choices[0].finish_reason
+    else:
+        reply = client.chat.completions.create(**asked)
+        content, finish = reply.choices[0].message.content or "", reply.choices[0].finish_reason
+    assert content == ""
+    assert finish == "length"
+
+
 def test_129_tools_is_a_400(client: openai.OpenAI) -> None:
     tools: Any = [
         {"type": "function", "function": {"name": f"tool_{i}", "parameters": {"type": "object"}}}

@@ -56,15 +56,18 @@ class ToolCallFormat:
     """How a model family writes tool calls.
 
     Every call sits between ``open`` and ``close``; ``decode`` reads the text in
-    between. ``ignore`` are markers around a group of calls, dropped from the text.
-    A call to ``name`` is written ``open + call_head(name) + arguments + call_after +
-    close`` (what a grammar forces); calls in a row are separated by ``separator``.
+    between, and ``cut`` tells whether a body that never closed is a call cut short
+    (the reply ran out of tokens inside it). ``ignore`` are markers around a group of
+    calls, dropped from the text. A call to ``name`` is written ``open +
+    call_head(name) + arguments + call_after + close`` (what a grammar forces); calls in
+    a row are separated by ``separator``.
     """
 
     name: str
     open: str
     close: str
     decode: Callable[[str], ParsedCall | None]
+    cut: Callable[[str], bool]
     call_head: Callable[[str], str]
     call_after: str = ""
     separator: str = ""
@@ -95,7 +98,8 @@ class ToolCallParser:
     ``feed`` returns what is decided so far, in order: text that cannot be the start
     of a marker, and calls whose closing marker has arrived. Whitespace that only
     separates calls (or text from calls) is dropped. A call that does not decode is
-    given back as text without its markers. Bare calls (see ``ToolCallFormat.parser``)
+    given back as text without its markers, unless the reply ended inside it and it is
+    a call cut short: that one is markup, and dropped. Bare calls (see ``ToolCallFormat.parser``)
     are held back until their JSON object closes.
     """
 
@@ -134,7 +138,8 @@ class ToolCallParser:
         rest, self._buffer = self._buffer, ""
         if self._inside:
             self._inside = self._whole = False
-            self._add_call(rest, out)
+            if self._fmt.decode(rest) is not None or not self._fmt.cut(rest):
+                self._add_call(rest, out)
         elif not self._bare_call(rest, out, final=True):
             self._add_text(rest, out)
         if self._blank and not self.calls:
@@ -397,6 +402,11 @@ def _decode_hermes(body: str) -> ParsedCall | None:
     return None if arguments is None else ParsedCall(data["name"], arguments)
 
 
+def _cut_hermes(body: str) -> bool:
+    lead = body.lstrip()
+    return lead.startswith("{") and _object_end(lead) is None
+
+
 def _hermes_head(name: str) -> str:
     return f'\n{{"name": "{name}", "arguments": '
 
@@ -406,6 +416,7 @@ HERMES = ToolCallFormat(
     open="<tool_call>",
     close="</tool_call>",
     decode=_decode_hermes,
+    cut=_cut_hermes,
     call_head=_hermes_head,
     call_after="}\n",
     separator="\n",
@@ -437,6 +448,11 @@ def _decode_deepseek(body: str) -> ParsedCall | None:
     return None if parsed is None else ParsedCall(name, parsed)
 
 
+def _cut_deepseek(body: str) -> bool:
+    name = body.partition(_DS_SEP)[0].strip()
+    return bool(name) and not any(char.isspace() for char in name)
+
+
 def _deepseek_head(name: str) -> str:
     return f"{name}{_DS_SEP}"
 
@@ -446,6 +462,7 @@ DEEPSEEK = ToolCallFormat(
     open=_DS_CALL_BEGIN,
     close=_DS_CALL_END,
     decode=_decode_deepseek,
+    cut=_cut_deepseek,
     call_head=_deepseek_head,
     ignore=(_DS_CALLS_BEGIN, _DS_CALLS_END),
     group_open=_DS_CALLS_BEGIN,

@@ -104,8 +104,18 @@ def test_an_unclosed_call_that_decodes_still_counts() -> None:
     assert run(HERMES, [reply]) == [TIME]
 
 
-def test_an_unclosed_call_that_does_not_decode_is_text_without_its_marker() -> None:
-    assert run(HERMES, ['<tool_call>\n{"name": "get_ti']) == ['{"name": "get_ti']
+def test_a_call_cut_short_by_the_end_of_the_reply_is_dropped() -> None:
+    for reply in ('<tool_call>\n{"name": "get_ti', '<tool_call>\n{"name": "get_time", "'):
+        for pieces in splits(reply):
+            assert run(HERMES, pieces) == [], pieces
+            assert streamed_segments(HERMES, reply, 3) == []
+    cut = f'{DS["tool_call_begin"]}get_weather{DS_SEP}{{"ci'
+    assert run(DEEPSEEK, [f"Sure.{cut}"]) == ["Sure."]
+
+
+def test_an_unclosed_call_that_is_no_call_is_text_without_its_marker() -> None:
+    assert run(HERMES, ["<tool_call>\nI cannot call tools."]) == ["I cannot call tools."]
+    assert run(DEEPSEEK, [f"{DS['tool_call_begin']}no tools here"]) == ["no tools here"]
 
 
 def test_arguments_may_come_as_a_json_string_or_be_missing() -> None:
