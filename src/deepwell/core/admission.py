@@ -81,13 +81,12 @@ class Admission:
             counters.append(Counter(user_key(account_id, model, user_id or ""), per_user))
         if shared is not None:
             counters.append(shared)
-        exceeded = await self._limiter.acquire(counters)
-        if exceeded is not None and exceeded.counter is shared:
+        counted = await self._limiter.acquire(counters)
+        if isinstance(counted, Exceeded) and counted.counter is shared:
             raise Overloaded("Server overloaded")
-        if exceeded is not None:
-            raise _rate_limited(exceeded, user_id, counters[0])
-        position = await self._limiter.current(counters[0].key)
-        return Entry(tuple(counters), position)
+        if isinstance(counted, Exceeded):
+            raise _rate_limited(counted, user_id, counters[0])
+        return Entry(tuple(counters), counted.position)
 
     async def check_balance(self, entry: Entry, held: Held) -> None:
         """Raise ``RateLimited`` if ``entry``'s account has more requests open than the

@@ -31,8 +31,16 @@ class Exceeded:
     current: int
 
 
+@dataclass(frozen=True, slots=True)
+class Counted:
+    """A request counted: ``position`` requests are open under its first counter, this
+    one included."""
+
+    position: int
+
+
 class Limiter(Protocol):
-    async def acquire(self, counters: Sequence[Counter]) -> Exceeded | None:
+    async def acquire(self, counters: Sequence[Counter]) -> Counted | Exceeded:
         """Count one more request under every counter, or (if one is full) under none."""
         ...
 
@@ -51,14 +59,14 @@ class LocalLimiter:
     def __init__(self) -> None:
         self._open: dict[str, int] = {}
 
-    async def acquire(self, counters: Sequence[Counter]) -> Exceeded | None:
+    async def acquire(self, counters: Sequence[Counter]) -> Counted | Exceeded:
         for counter in counters:
             current = self._open.get(counter.key, 0)
             if current >= counter.allowed:
                 return Exceeded(counter, current + 1)
         for counter in counters:
             self._open[counter.key] = self._open.get(counter.key, 0) + 1
-        return None
+        return Counted(self._open[counters[0].key])
 
     async def release(self, keys: Sequence[str]) -> None:
         for key in keys:

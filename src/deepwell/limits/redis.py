@@ -27,7 +27,7 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from deepwell.errors import Overloaded
-from deepwell.limits.concurrency import Counter, Exceeded
+from deepwell.limits.concurrency import Counted, Counter, Exceeded
 
 log = logging.getLogger(__name__)
 
@@ -49,8 +49,9 @@ end
 """
 
 # KEYS: the counters' keys; ARGV: ttl_ms, lease, then each key's limit.
-# Returns {0, 0} when the lease was added under every key, else {i, count} for the
-# first full key (1-based) and the count it already holds.
+# Returns {0, count} when the lease was added under every key (count: the first key's,
+# this lease included), else {i, count} for the first full key (1-based) and the count it
+# already holds.
 _ACQUIRE = (
     _NOW
     + _EXPIRE_WITH_LAST
@@ -67,7 +68,7 @@ for _, key in ipairs(KEYS) do
   redis.call('ZADD', key, expires, ARGV[2])
   expire_with_last(key)
 end
-return {0, 0}
+return {0, redis.call('ZCARD', KEYS[1])}
 """
 )
 
@@ -149,7 +150,7 @@ class RedisLimiter:
             await asyncio.gather(*self._forgetting, return_exceptions=True)
         await self._client.aclose()
 
-    async def acquire(self, counters: Sequence[Counter]) -> Exceeded | None:
+    async def acquire(self, counters: Sequence[Counter]) -> Counted | Exceeded:
         lease = f"{self._gateway}:{uuid.uuid4().hex}"
         keys = [self._prefix + counter.key for counter in counters]
         args = [self._ttl_ms, lease, *(counter.allowed for counter in counters)]
@@ -165,7 +166,7 @@ class RedisLimiter:
             return Exceeded(counters[full - 1], count + 1)
         for counter in counters:
             self._held.setdefault(counter.key, []).append(lease)
-        return None
+        return Counted(count)
 
     async def release(self, keys: Sequence[str]) -> None:
         pipe = self._client.pipeline(transaction=False)

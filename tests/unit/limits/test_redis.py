@@ -10,7 +10,7 @@ import pytest
 from redis.asyncio import Redis
 
 from deepwell.errors import Overloaded
-from deepwell.limits.concurrency import Counter, Exceeded, LocalLimiter
+from deepwell.limits.concurrency import Counted, Counter, Exceeded, LocalLimiter
 from deepwell.limits.redis import RedisLimiter
 
 Gateways = Callable[..., RedisLimiter]
@@ -44,8 +44,8 @@ async def gateway(redis_url: str, prefix: str) -> AsyncIterator[Gateways]:
 async def test_counts_up_to_the_limit_then_refuses(gateway: Gateways) -> None:
     limiter = gateway()
     counter = Counter("account:1:m", 2)
-    assert await limiter.acquire([counter]) is None
-    assert await limiter.acquire([counter]) is None
+    assert await limiter.acquire([counter]) == Counted(1)
+    assert await limiter.acquire([counter]) == Counted(2)
     assert await limiter.acquire([counter]) == Exceeded(counter, 3)
     assert await limiter.current("account:1:m") == 2
 
@@ -53,16 +53,16 @@ async def test_counts_up_to_the_limit_then_refuses(gateway: Gateways) -> None:
 async def test_release_gives_a_place_back(gateway: Gateways) -> None:
     limiter = gateway()
     counter = Counter("account:1:m", 1)
-    assert await limiter.acquire([counter]) is None
+    assert await limiter.acquire([counter]) == Counted(1)
     await limiter.release(["account:1:m"])
     assert await limiter.current("account:1:m") == 0
-    assert await limiter.acquire([counter]) is None
+    assert await limiter.acquire([counter]) == Counted(1)
 
 
 async def test_all_or_nothing(gateway: Gateways) -> None:
     limiter = gateway()
     account, user = Counter("account:1:m", 5), Counter("user:1:m:u", 1)
-    assert await limiter.acquire([account, user]) is None
+    assert await limiter.acquire([account, user]) == Counted(1)
     assert await limiter.acquire([account, user]) == Exceeded(user, 2)
     assert await limiter.current("account:1:m") == 1
 
@@ -70,18 +70,18 @@ async def test_all_or_nothing(gateway: Gateways) -> None:
 async def test_gateways_share_their_counts(gateway: Gateways) -> None:
     a, b = gateway("a"), gateway("b")
     counter = Counter("account:7:m", 2)
-    assert await a.acquire([counter]) is None
-    assert await a.acquire([counter]) is None
+    assert await a.acquire([counter]) == Counted(1)
+    assert await a.acquire([counter]) == Counted(2)
     assert await b.acquire([counter]) == Exceeded(counter, 3)
     await a.release(["account:7:m"])
-    assert await b.acquire([counter]) is None
+    assert await b.acquire([counter]) == Counted(2)
     assert await a.current("account:7:m") == await b.current("account:7:m") == 2
 
 
 async def test_a_gateway_gives_back_only_its_own_leases(gateway: Gateways) -> None:
     a, b = gateway("a"), gateway("b")
     counter = Counter("account:1:m", 3)
-    assert await a.acquire([counter]) is None
+    assert await a.acquire([counter]) == Counted(1)
     await b.release(["account:1:m"])  # b holds nothing there
     assert await a.current("account:1:m") == 1
 
@@ -90,16 +90,16 @@ async def test_the_leases_of_a_gateway_that_stopped_expire(gateway: Gateways) ->
     dead = gateway("dead", ttl_s=0.3, beat=False)
     live = gateway("live", ttl_s=0.3)
     counter = Counter("account:1:m", 1)
-    assert await dead.acquire([counter]) is None
+    assert await dead.acquire([counter]) == Counted(1)
     assert await live.acquire([counter]) == Exceeded(counter, 2)
     await asyncio.sleep(0.4)
-    assert await live.acquire([counter]) is None
+    assert await live.acquire([counter]) == Counted(1)
 
 
 async def test_the_heartbeat_keeps_running_requests_counted(gateway: Gateways) -> None:
     limiter = gateway(ttl_s=0.3)
     counter = Counter("account:1:m", 1)
-    assert await limiter.acquire([counter]) is None
+    assert await limiter.acquire([counter]) == Counted(1)
     await asyncio.sleep(0.8)
     assert await limiter.current("account:1:m") == 1
 
@@ -108,7 +108,7 @@ async def test_keys_expire_with_their_last_lease(
     gateway: Gateways, redis_url: str, prefix: str
 ) -> None:
     limiter = gateway(ttl_s=5)
-    assert await limiter.acquire([Counter("account:1:m", 1)]) is None
+    assert await limiter.acquire([Counter("account:1:m", 1)]) == Counted(1)
     client = Redis.from_url(redis_url)
     try:
         keys = await client.keys(f"{prefix}*")
@@ -134,7 +134,7 @@ async def test_an_unreachable_redis_is_a_503() -> None:
 async def test_the_local_limiter_counts_in_this_process() -> None:
     limiter = LocalLimiter()
     counter = Counter("account:1:m", 1)
-    assert await limiter.acquire([counter]) is None
+    assert await limiter.acquire([counter]) == Counted(1)
     assert await limiter.acquire([counter]) == Exceeded(counter, 2)
     assert await limiter.current("account:1:m") == 1
     await limiter.release(["account:1:m"])
