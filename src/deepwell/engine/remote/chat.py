@@ -43,7 +43,7 @@ from deepwell.engine.base import (
 )
 from deepwell.engine.constraints import Constraints, byte_tokenizer
 from deepwell.engine.remote import sse
-from deepwell.engine.remote.engine import Upstreams, http_client
+from deepwell.engine.remote.engine import UpstreamHttp, Upstreams
 from deepwell.engine.text import PieceAssembler
 from deepwell.errors import EngineFailure
 from deepwell.settings import Reasoning
@@ -151,7 +151,7 @@ class ChatEngine:
         self._settings = settings
         self._reasoning = reasoning or Reasoning(style="native")
         self._upstreams = Upstreams(
-            settings, http_client(settings, transport), block_tokens=block_tokens
+            settings, UpstreamHttp(settings, transport), block_tokens=block_tokens
         )
         self._constraints = Constraints(byte_tokenizer())
         self._parked: list[_Parked] = []
