@@ -150,6 +150,8 @@ class Reserves:
             self._local[request_id] = _Local(None, 0)
             return Held(available=None)
         nanos = to_nanos(amount)
+        if nanos <= 0:  # nothing to reserve; the ledger still refuses an account without money
+            return await self._ledger.hold(request_id, account_id, currency, amount)
         key = (account_id, currency)
         slice_ = self._slices.get(key) or self._slices.setdefault(key, _Slice(account_id, currency))
         if slice_.take(nanos):

@@ -196,6 +196,14 @@ async def test_without_charging_usage_is_recorded_not_deducted(
     assert await rows(database) == (0, 1, HOLD)
 
 
+async def test_a_free_request_of_an_account_without_money_is_refused(
+    database: Database, account: int
+) -> None:
+    reserves = await started(database, keep=Decimal(0))
+    assert await reserves.hold("free", account, "USD", Decimal(0)) is None
+    await reserves.close()
+
+
 async def test_a_crash_leaves_a_slice_that_the_next_start_releases(
     database: Database, account: int
 ) -> None:
