@@ -8,21 +8,21 @@ then the stub alone, ``deepwell serve`` in pass-through mode
 (``api = "chat"``) over it, and LiteLLM's proxy over it (``litellm[proxy]``, installed on
 first use into ``bench/.venv-litellm``). Each gets the same load from one client process
 (``bench/loadgen.py``: raw asyncio on uvloop, one keep-alive connection per client, so
-that the client is never what bounds the figures): ``--requests`` sequential requests, non-stream then stream, for latency,
-and ``--concurrency`` concurrent clients for ``--duration`` seconds, non-stream then
-stream, for requests/s at saturation, in ``--rounds`` interleaved rounds (the best
-round's figures count). Prints a Markdown table: requests/s, latency p50
-and p99, and the latency each gateway adds to the stub's (its percentile less the
-stub's), and the CPU time the target's process used per request at saturation (what
-bounds its requests/s on a core of its own, and the figure least disturbed by a busy
-machine). Loopback only.
+that the client is never what bounds the figures): ``--requests`` sequential requests,
+non-stream then stream, for latency, and ``--concurrency`` concurrent clients for
+``--duration`` seconds, non-stream then stream, for requests/s at saturation, in
+``--rounds`` interleaved rounds (the best round's figures count). Prints a Markdown
+table: requests/s, latency p50 and p99, and the latency each gateway adds to the stub's
+(its percentile less the stub's), and the CPU time the target's process used per
+request at saturation (what bounds its requests/s on a core of its own, and the figure
+least disturbed by a busy machine). Loopback only.
 
 deepwell runs as deployed: keys checked on every request, the concurrency limit, the
 queue, a hold and a settlement in its ledger (SQLite in a temporary data directory; the
 account is funded, so requests hold against the gateway's reserved slice and settle in
-batches, see docs/billing.md), metrics and a log line per request. LiteLLM runs with a model list and a master key
-(compared in memory): no database, no virtual keys, no budgets, so it does less per
-request than deepwell does.
+batches, see docs/billing.md), metrics and a log line per request. LiteLLM runs with a
+model list and a master key (compared in memory): no database, no virtual keys, no
+budgets, so it does less per request than deepwell does.
 """
 
 from __future__ import annotations
