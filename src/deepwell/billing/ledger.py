@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
-from sqlalchemy import Update, case, delete, func, insert, or_, select, update
+from sqlalchemy import Insert, Update, case, delete, func, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -98,30 +98,12 @@ class Ledger:
         if not self.charging:
             return Held(available=None)
         nanos = to_nanos(amount)
-        available = Balance.granted_nanos + Balance.topped_up_nanos - Balance.held_nanos
-        statement = (
-            update(Balance)
-            .where(
-                Balance.account_id == account_id,
-                Balance.currency == currency,
-                available >= nanos,
-            )
-            .values(held_nanos=Balance.held_nanos + nanos)
-            .returning(available)
-        )
-        hold = insert(Hold).values(
-            request_id=request_id,
-            account_id=account_id,
-            currency=currency,
-            amount_nanos=nanos,
-            gateway_id=self._gateway,
-            created_at=datetime.now(UTC),
-        )
         async with self._database.engine.begin() as connection:
+            statement = _raise_held(account_id, currency, nanos, keep=0)
             left = (await connection.execute(statement)).scalar_one_or_none()
             if left is None:
                 return None
-            await connection.execute(hold)
+            await connection.execute(self._new_hold(request_id, account_id, currency, nanos))
             holders = None
             if self._count_below is None or from_nanos(left) < self._count_below:
                 holders = await connection.scalar(
@@ -166,33 +148,26 @@ class Ledger:
         keeps at least ``keep`` available beside it; what it keeps, or None (nothing
         changed) if it cannot."""
         nanos = to_nanos(amount)
-        available = Balance.granted_nanos + Balance.topped_up_nanos - Balance.held_nanos
-        statement = (
-            update(Balance)
-            .where(
-                Balance.account_id == account_id,
-                Balance.currency == currency,
-                available - nanos >= to_nanos(keep),
-            )
-            .values(held_nanos=Balance.held_nanos + nanos)
-            .returning(available)
-        )
         async with self._database.engine.begin() as connection:
+            statement = _raise_held(account_id, currency, nanos, keep=to_nanos(keep))
             left = (await connection.execute(statement)).scalar_one_or_none()
             if left is None:
                 return None
             grown = await connection.execute(_grow(reservation_id, nanos))
             if grown.rowcount == 0:
-                hold = insert(Hold).values(
-                    request_id=reservation_id,
-                    account_id=account_id,
-                    currency=currency,
-                    amount_nanos=nanos,
-                    gateway_id=self._gateway,
-                    created_at=datetime.now(UTC),
-                )
+                hold = self._new_hold(reservation_id, account_id, currency, nanos)
                 await connection.execute(hold)
         return from_nanos(left)
+
+    def _new_hold(self, request_id: str, account_id: int, currency: str, nanos: int) -> Insert:
+        return insert(Hold).values(
+            request_id=request_id,
+            account_id=account_id,
+            currency=currency,
+            amount_nanos=nanos,
+            gateway_id=self._gateway,
+            created_at=datetime.now(UTC),
+        )
 
     async def give_back(
         self, reservation_id: str, account_id: int, currency: str, amount: Decimal
@@ -291,6 +266,23 @@ def _release(hold: Hold | _Taken) -> Update:
         update(Balance)
         .where(Balance.account_id == hold.account_id, Balance.currency == hold.currency)
         .values(held_nanos=Balance.held_nanos - hold.amount_nanos)
+    )
+
+
+def _raise_held(account_id: int, currency: str, nanos: int, *, keep: int) -> Update:
+    """Hold ``nanos`` more of the account's balance while at least ``keep`` stays
+    available beside it (a conditional update: nothing changes when it cannot); it
+    returns what is then left available."""
+    available = Balance.granted_nanos + Balance.topped_up_nanos - Balance.held_nanos
+    return (
+        update(Balance)
+        .where(
+            Balance.account_id == account_id,
+            Balance.currency == currency,
+            available - nanos >= keep,
+        )
+        .values(held_nanos=Balance.held_nanos + nanos)
+        .returning(available)
     )
 
 

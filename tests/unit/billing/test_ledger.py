@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
-import pytest
 from sqlalchemy import func, select, update
 from tests.unit.charges import FLASH, charge
 
@@ -16,25 +14,11 @@ from deepwell.accounts.keys import KeyStore
 from deepwell.billing.balances import BalanceInfo, Balances
 from deepwell.billing.ledger import Ledger
 from deepwell.billing.prices import from_nanos
-from deepwell.store.db import Database, open_database
+from deepwell.store.db import Database
 from deepwell.store.tables import Hold, LedgerEntry
 
 QUOTE = FLASH
 NOW = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
-
-
-@pytest.fixture
-async def database(database_url: str) -> AsyncIterator[Database]:
-    async with await open_database(database_url) as opened:
-        yield opened
-
-
-@pytest.fixture
-async def account(database: Database) -> int:
-    created = await KeyStore(database).create("alice")
-    found = await KeyStore(database).authenticate(created.key)
-    assert found is not None
-    return found.account_id
 
 
 def ledger(database: Database, *, charging: bool = True, gateway: str = "test") -> Ledger:

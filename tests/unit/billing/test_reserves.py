@@ -3,37 +3,20 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from datetime import timedelta
 from decimal import Decimal
 
-import pytest
 from sqlalchemy import func, select
 from tests.unit.charges import charge
 
-from deepwell.accounts.keys import KeyStore
 from deepwell.billing.balances import BalanceInfo, Balances
 from deepwell.billing.ledger import Ledger
 from deepwell.billing.prices import from_nanos
 from deepwell.billing.reserves import SLICE_REQUESTS, Reserves
-from deepwell.store.db import Database, open_database
+from deepwell.store.db import Database
 from deepwell.store.tables import Hold, LedgerEntry
 
 HOLD = Decimal("0.14")  # what each request holds, and (see ``charge``) what it costs
-
-
-@pytest.fixture
-async def database(database_url: str) -> AsyncIterator[Database]:
-    async with await open_database(database_url) as opened:
-        yield opened
-
-
-@pytest.fixture
-async def account(database: Database) -> int:
-    created = await KeyStore(database).create("alice")
-    found = await KeyStore(database).authenticate(created.key)
-    assert found is not None
-    return found.account_id
 
 
 def ledger(database: Database, *, charging: bool = True) -> Ledger:

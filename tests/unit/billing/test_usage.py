@@ -2,26 +2,18 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from dataclasses import replace
 from datetime import UTC, date, datetime
 
-import pytest
 from tests.unit.charges import FLASH
 from tests.unit.charges import charge as shared_charge
 
 from deepwell.accounts.keys import KeyStore
 from deepwell.billing.ledger import Charge, Ledger
 from deepwell.billing.usage import usage_report
-from deepwell.store.db import Database, open_database
+from deepwell.store.db import Database
 
 QUOTE = FLASH
-
-
-@pytest.fixture
-async def database(database_url: str) -> AsyncIterator[Database]:
-    async with await open_database(database_url) as opened:
-        yield opened
 
 
 def charge(n: int, account_id: int, at: datetime) -> Charge:
