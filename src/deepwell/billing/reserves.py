@@ -27,6 +27,7 @@ It stays exact where exactness is visible:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 import uuid
@@ -252,27 +253,14 @@ class Reserves:
 
     async def _run(self) -> None:
         while not self._closing:
-            try:
-                async with asyncio.timeout(self._idle_s):
-                    await self._wake.wait()
-            except TimeoutError:
-                pass
-            self._wake.clear()
+            await _wait(self._wake, self._idle_s)
             if self._pending and not self._closing:
-                await self._gather()
+                # Let settlements gather, unless a read waits for them.
+                await _wait(self._now, self._batch_s)
             await self._write()
             await self._give_back(idle_only=True)
         await self._write()
         await self._give_back(idle_only=False)
-
-    async def _gather(self) -> None:
-        """Let settlements gather for ``batch_s``, or until a read waits for them."""
-        try:
-            async with asyncio.timeout(self._batch_s):
-                await self._now.wait()
-        except TimeoutError:
-            pass
-        self._now.clear()
 
     async def _write(self) -> None:
         """Write the settlements made so far, as many batches as it takes to catch up."""
@@ -319,3 +307,11 @@ class Reserves:
                 )
             except Exception:
                 log.exception("giving back a reserved balance failed; the next start will")
+
+
+async def _wait(event: asyncio.Event, seconds: float) -> None:
+    """Until ``event`` is set or ``seconds`` have passed; then clear it."""
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(seconds):
+            await event.wait()
+    event.clear()
