@@ -184,24 +184,21 @@ class Ledger:
 
     async def settle_reserved(
         self, charges: Sequence[Charge], reservations: Mapping[str, str]
-    ) -> int:
+    ) -> None:
         """Settle ``charges`` held against reservations (``reservations``: request id →
         reservation id) in one transaction: their ledger rows, each account's debit, and
         each reservation less what its requests cost. A request settled before is left
-        out (the others are then settled one transaction each). Returns how many were
-        settled."""
+        out (the others are then settled one transaction each)."""
         try:
             async with self._database.engine.begin() as connection:
                 await self._settle_reserved(connection, charges, reservations)
-            return len(charges)
+            return
         except IntegrityError:
             if len(charges) == 1:
                 log.warning("request %s was settled already", charges[0].request_id)
-                return 0
-        settled = 0
+                return
         for charge in charges:
-            settled += await self.settle_reserved([charge], reservations)
-        return settled
+            await self.settle_reserved([charge], reservations)
 
     async def _settle_reserved(
         self,

@@ -67,15 +67,18 @@ class _Slice:
     requests: int = 0
     kept: int = 0
     """What the account had available beside its slices when this one last grew."""
-    in_ledger: bool = False
     step: int = 0
-    """What the slice grew by last."""
+    """What the slice grew by last (0 until it first grew: no hold of it in the ledger)."""
     used_at: float = field(default_factory=time.monotonic)
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
     @property
     def free(self) -> int:
         return self.reserved - self.holding
+
+    @property
+    def in_ledger(self) -> bool:
+        return self.step > 0
 
     def take(self, nanos: int) -> bool:
         if self.free < nanos:
@@ -247,7 +250,6 @@ class Reserves:
             return False
         slice_.reserved += nanos
         slice_.kept = to_nanos(kept)
-        slice_.in_ledger = True
         slice_.step = nanos
         return True
 

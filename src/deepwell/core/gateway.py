@@ -238,8 +238,8 @@ class Gateway:
         entry = await self._enter(caller, model, None, trace)
         try:
             prepare = functools.partial(self._completion.prepare, request, caller)
-            quick = len(request.prompt) + len(request.suffix) < INLINE_CHARS
-            prepared = prepare() if quick else await asyncio.to_thread(prepare)
+            heavy = len(request.prompt) + len(request.suffix) >= INLINE_CHARS
+            prepared = await asyncio.to_thread(prepare) if heavy else prepare()
             engine_request = prepared.engine_request
             job = Job(
                 prepared.model,
