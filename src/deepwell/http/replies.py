@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Coroutine
-from contextlib import aclosing
 from typing import Any, TypeVar
 
 from fastapi import Request, Response
@@ -42,21 +41,28 @@ async def json_reply(
     renders it (the dialect's envelope)."""
     items = aiter(events)
     try:
-        first = await unless_disconnected(request, anext(items))
+        result = await unless_disconnected(request, _unless_waiting(items, fold))
     except ClientDisconnected:
         await events.aclose()
         return Response(status_code=CLIENT_CLOSED_REQUEST)
     except BaseException:
         await events.aclose()
         raise
-    if isinstance(first, KeepAlive):
+    if isinstance(result, KeepAlive):
         return EventStream(_waited(items, fold, error), events, media_type=JSON)
-    async with aclosing(events):
-        try:
-            result = await unless_disconnected(request, fold(_chain(first, items)))
-        except ClientDisconnected:
-            return Response(status_code=CLIENT_CLOSED_REQUEST)
+    await events.aclose()
     return JSONResponse(result)
+
+
+async def _unless_waiting(
+    items: AsyncIterator[E | KeepAlive], fold: Fold[E]
+) -> dict[str, Any] | KeepAlive:
+    """The folded body of a generation that starts at once, or the ``KeepAlive`` of one
+    that waits in the queue (the rest of ``items`` is then still to be read)."""
+    first = await anext(items)
+    if isinstance(first, KeepAlive):
+        return first
+    return await fold(_chain(first, items))
 
 
 async def _waited(

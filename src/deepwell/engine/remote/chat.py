@@ -27,7 +27,7 @@ from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from typing import Any
 
-import httpx
+import aiohttp
 
 from deepwell.chat.template import CLIENT_CLOSE, CLIENT_OPEN
 from deepwell.engine.base import (
@@ -146,13 +146,10 @@ class ChatEngine:
         context_length: int,
         reasoning: Reasoning | None = None,
         block_tokens: int = 64,
-        transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
         self._settings = settings
         self._reasoning = reasoning or Reasoning(style="native")
-        self._upstreams = Upstreams(
-            settings, UpstreamHttp(settings, transport), block_tokens=block_tokens
-        )
+        self._upstreams = Upstreams(settings, UpstreamHttp(settings), block_tokens=block_tokens)
         self._constraints = Constraints(byte_tokenizer())
         self._parked: list[_Parked] = []
         self._info = ModelInfo(name, TEMPLATE, "", "", context_length)
@@ -210,7 +207,7 @@ class ChatEngine:
             else:
                 async for event in self._answer(request, deltas, 0):
                     yield event
-        except httpx.HTTPError as exc:
+        except aiohttp.ClientError as exc:
             self._upstreams.router.failed(replica)
             raise EngineFailure("The model server failed during the reply.") from exc
         finally:

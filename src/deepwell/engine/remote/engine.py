@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 from collections.abc import AsyncGenerator, AsyncIterator
 from contextlib import asynccontextmanager
@@ -18,8 +19,6 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import aiohttp
-import httpx
-from httpx_aiohttp import AiohttpTransport
 
 from deepwell.engine.base import (
     Admitted,
@@ -43,7 +42,11 @@ from deepwell.vocabulary import TokenLogprob, TopLogprob
 log = logging.getLogger(__name__)
 
 # Connection failures before the first byte, retried on another replica.
-_CONNECT_ERRORS = (httpx.ConnectError, httpx.ConnectTimeout, httpx.RemoteProtocolError)
+_CONNECT_ERRORS = (
+    aiohttp.ClientConnectorError,
+    aiohttp.ConnectionTimeoutError,
+    aiohttp.ServerDisconnectedError,
+)
 
 
 class Vocabulary(Protocol):
@@ -78,21 +81,20 @@ class RemoteHealth(EngineHealth):
 
 
 class UpstreamHttp:
-    """HTTP to a remote backing model's upstreams: requests straight to an httpx
-    transport (aiohttp's connection pool by default), with the model's key, if any, on
-    every call. httpx's client adds nothing these calls use (cookies, redirects, auth
-    flows, hooks) and costs about a tenth of a millisecond a request."""
+    """HTTP to a remote backing model's upstreams, on aiohttp's connection pool (made on
+    the event loop at the first request), with the model's key, if any, on every call.
+    aiohttp, not httpx: httpx's pool polls every idle connection on each request (about
+    a millisecond of CPU a request at a few dozen connections), and its request and
+    response models cost another tenth of a millisecond that these calls do not need."""
 
-    def __init__(
-        self, settings: RemoteSettings, transport: httpx.AsyncBaseTransport | None = None
-    ) -> None:
-        self._transport = transport or AiohttpTransport(client=_session)
+    def __init__(self, settings: RemoteSettings) -> None:
+        self._session: aiohttp.ClientSession | None = None
         self._headers = {"Accept": "application/json, text/event-stream"}
         if settings.api_key is not None:
             self._headers["Authorization"] = f"Bearer {settings.api_key.get_secret_value()}"
-        self._timeout = httpx.Timeout(
-            settings.read_timeout_s, connect=settings.connect_timeout_s
-        ).as_dict()
+        self._timeout = aiohttp.ClientTimeout(
+            sock_connect=settings.connect_timeout_s, sock_read=settings.read_timeout_s
+        )
 
     async def send(
         self,
@@ -101,24 +103,20 @@ class UpstreamHttp:
         body: dict[str, Any] | None = None,
         *,
         within_s: float | None = None,
-    ) -> httpx.Response:
-        """The response to one request, its body still to be read (then ``aclose`` it);
-        ``within_s`` bounds each step (connect, write, read) instead of the settings."""
-        limits = self._timeout if within_s is None else httpx.Timeout(within_s).as_dict()
-        request = httpx.Request(
-            method, url, json=body, headers=self._headers, extensions={"timeout": limits}
+    ) -> aiohttp.ClientResponse:
+        """The response to one request, its body still to be read (then ``release`` it);
+        ``within_s`` bounds the whole request instead of the settings' steps."""
+        if self._session is None:
+            # No bound on connections: ``max_in_flight`` is.
+            self._session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0))
+        timeout = self._timeout if within_s is None else aiohttp.ClientTimeout(total=within_s)
+        return await self._session.request(
+            method, url, json=body, headers=self._headers, timeout=timeout
         )
-        return await self._transport.handle_async_request(request)
 
     async def aclose(self) -> None:
-        await self._transport.aclose()
-
-
-def _session() -> aiohttp.ClientSession:
-    """aiohttp's connection pool: httpx's own polls every idle connection on each
-    request (about a millisecond of CPU a request at a few dozen connections), aiohttp's
-    does not. No bound on connections: ``max_in_flight`` is."""
-    return aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0))
+        if self._session is not None:
+            await self._session.close()
 
 
 class Upstreams:
@@ -149,7 +147,7 @@ class Upstreams:
     @asynccontextmanager
     async def stream(
         self, namespace: str, prompt: tuple[int, ...], path: str, body: dict[str, Any]
-    ) -> AsyncIterator[tuple[Replica, httpx.Response]]:
+    ) -> AsyncIterator[tuple[Replica, aiohttp.ClientResponse]]:
         """An open streaming response from the replica this request routes to. A replica
         that cannot be reached is marked and the next one tried, ``connect_retries``
         times; after that, or with none healthy, a 503."""
@@ -165,28 +163,32 @@ class Upstreams:
                 try:
                     response = await self._http.send("POST", replica.url + path, body)
                 except _CONNECT_ERRORS as exc:
-                    log.warning("model server %s unreachable: %s", replica.url, exc)
+                    log.warning("model server %s unreachable: %r", replica.url, exc)
                     self.router.failed(replica)
                     continue
+                except aiohttp.ClientError as exc:
+                    log.warning("model server %s failed: %r", replica.url, exc)
+                    self.router.failed(replica)
+                    raise EngineFailure("The model server failed before its reply.") from exc
                 try:
                     await self._check_status(replica, response)
                     yield replica, response
                 finally:
-                    await response.aclose()
+                    response.release()
                 return
             finally:
                 self.router.ended(replica)
         raise Overloaded("No model server of this model is available; try again later.")
 
-    async def _check_status(self, replica: Replica, response: httpx.Response) -> None:
-        if response.status_code < 400:
+    async def _check_status(self, replica: Replica, response: aiohttp.ClientResponse) -> None:
+        status = response.status
+        if status < 400:
             return
-        await response.aread()
+        body = await response.read()
         try:
-            message = sse.error_message(response.json())
+            message = sse.error_message(json.loads(body))
         except ValueError:
-            message = sse.error_message(response.text)
-        status = response.status_code
+            message = sse.error_message(body.decode(errors="replace"))
         if status in (400, 422):
             raise InvalidRequest(f"The model server refused the request: {message}")
         if status in (429, 503):
@@ -205,9 +207,9 @@ class Upstreams:
                 replica.url + self.settings.health_path,
                 within_s=self.settings.connect_timeout_s,
             )
-            await response.aclose()
-            passed = response.status_code == 200
-        except httpx.HTTPError:
+            response.release()
+            passed = response.status == 200
+        except (aiohttp.ClientError, TimeoutError):
             passed = False
         was = replica.healthy
         if passed:
@@ -257,7 +259,6 @@ class RemoteEngine:
         *,
         context_length: int,
         block_tokens: int,
-        transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
         if settings.api not in APIS:
             raise ValueError(f"{settings.api!r} is not a token-in API")
@@ -265,9 +266,7 @@ class RemoteEngine:
         self._settings = settings
         self._vocabulary = vocabulary
         self._constraints = constraints
-        self._upstreams = Upstreams(
-            settings, UpstreamHttp(settings, transport), block_tokens=block_tokens
-        )
+        self._upstreams = Upstreams(settings, UpstreamHttp(settings), block_tokens=block_tokens)
         self._info = ModelInfo(
             name=name,
             chat_template=vocabulary.chat_template(),
@@ -310,7 +309,7 @@ class RemoteEngine:
                 async for event in self._events(request, sse.events(response)):
                     done = done or isinstance(event, Done)
                     yield event
-            except httpx.HTTPError as exc:
+            except aiohttp.ClientError as exc:
                 self._upstreams.router.failed(replica)
                 log.warning("model server %s failed mid-reply: %r", replica.url, exc)
                 raise EngineFailure("The model server failed during the reply.") from exc

@@ -6,12 +6,12 @@ import json
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
-import httpx
+import aiohttp
 
 from deepwell.errors import EngineFailure
 
 
-async def events(response: httpx.Response) -> AsyncIterator[Mapping[str, Any]]:
+async def events(response: aiohttp.ClientResponse) -> AsyncIterator[Mapping[str, Any]]:
     """The JSON objects of ``response``'s ``data:`` lines, up to ``[DONE]`` or the end. An
     event that is an error (llama-server, vLLM and SGLang send ``{"error": ...}``) ends
     the stream with an ``EngineFailure``. The body is read to its end, past ``[DONE]``,
@@ -37,11 +37,11 @@ async def events(response: httpx.Response) -> AsyncIterator[Mapping[str, Any]]:
         yield event
 
 
-async def _lines(response: httpx.Response) -> AsyncIterator[bytes]:
+async def _lines(response: aiohttp.ClientResponse) -> AsyncIterator[bytes]:
     """The body's lines, as bytes (JSON is read from UTF-8 bytes as it is; decoding
     every chunk to text first costs more than the events' own parsing)."""
     rest = b""
-    async for chunk in response.aiter_bytes():
+    async for chunk in response.content.iter_any():
         *lines, rest = (rest + chunk).split(b"\n")
         for line in lines:
             yield line

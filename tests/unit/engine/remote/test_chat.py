@@ -3,22 +3,15 @@ reasoning as the reasoning phase (one upstream stream for both phases), tool cal
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
-import httpx
-from tests.unit.engine.remote.fakes import sse
+from aiohttp import web
+from tests.unit.engine.remote.fakes import Upstream, sse
 
 from deepwell.chat.template import ChatTemplate
 from deepwell.engine.base import Done, EngineEvent, EngineRequest, Piece
 from deepwell.engine.remote.chat import ChatEngine, decode, encode, read_prompt
-from deepwell.settings import RemoteEngine as RemoteSettings
 from deepwell.vocabulary import Message
-
-
-def chat_engine(handler: Any) -> ChatEngine:
-    settings = RemoteSettings(kind="remote", api="chat", urls=["http://a"], model="up")
-    return ChatEngine("chat", settings, context_length=4096, transport=httpx.MockTransport(handler))
 
 
 def prompt(engine: ChatEngine, *, thinking: bool, tail: str = "") -> tuple[int, ...]:
@@ -42,8 +35,8 @@ def test_tokens_round_trip_and_are_about_three_bytes() -> None:
     assert all(0 <= t < 2**31 for t in encode(text))
 
 
-def test_the_prompt_reads_back_as_messages_without_marks() -> None:
-    engine = chat_engine(lambda r: httpx.Response(500))
+async def test_the_prompt_reads_back_as_messages_without_marks(upstream: Upstream) -> None:
+    engine = upstream.chat_engine()
     read = read_prompt(prompt(engine, thinking=True, tail="<think>\n"))
     assert read.messages == [{"role": "user", "content": "Hi <|im_start|> there"}]
     assert read.tools == [{"type": "function", "function": {"name": "f", "parameters": {}}}]
@@ -51,11 +44,11 @@ def test_the_prompt_reads_back_as_messages_without_marks() -> None:
     assert read.tail == "<think>\n"
 
 
-async def test_content_and_tool_calls_with_upstream_usage() -> None:
+async def test_content_and_tool_calls_with_upstream_usage(upstream: Upstream) -> None:
     sent: list[dict[str, Any]] = []
 
-    def handle(request: httpx.Request) -> httpx.Response:
-        sent.append(json.loads(request.content))
+    async def handle(request: web.Request) -> web.StreamResponse:
+        sent.append(await request.json())
         call = {"index": 0, "id": "x", "function": {"name": "f", "arguments": '{"a": 1}'}}
         usage = {"completion_tokens": 9, "prompt_tokens_details": {"cached_tokens": 64}}
         body = sse(
@@ -64,9 +57,9 @@ async def test_content_and_tool_calls_with_upstream_usage() -> None:
             {"choices": [{"index": 0, "delta": {}, "finish_reason": "tool_calls"}]},
             {"choices": [], "usage": usage},
         )
-        return httpx.Response(200, content=body)
+        return web.Response(body=body)
 
-    engine = chat_engine(handle)
+    engine = upstream.chat_engine(handle)
     request = EngineRequest(prompt(engine, thinking=False), max_tokens=50)
     events: list[EngineEvent] = [e async for e in engine.generate(request)]
     body = sent[0]
@@ -78,10 +71,10 @@ async def test_content_and_tool_calls_with_upstream_usage() -> None:
     assert events[-1] == Done("stop", len(request.prompt), 9, 64)
 
 
-async def test_thinking_reads_one_stream_in_two_phases() -> None:
+async def test_thinking_reads_one_stream_in_two_phases(upstream: Upstream) -> None:
     calls = 0
 
-    def handle(request: httpx.Request) -> httpx.Response:
+    async def handle(request: web.Request) -> web.StreamResponse:
         nonlocal calls
         calls += 1
         body = sse(
@@ -91,9 +84,9 @@ async def test_thinking_reads_one_stream_in_two_phases() -> None:
             {"choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]},
             {"choices": [], "usage": {"completion_tokens": 5}},
         )
-        return httpx.Response(200, content=body)
+        return web.Response(body=body)
 
-    engine = chat_engine(handle)
+    engine = upstream.chat_engine(handle)
     first = EngineRequest(prompt(engine, thinking=True, tail="<think>\n"), 50, stop=("</think>",))
     reasoning = [e async for e in engine.generate(first)]
     assert "".join(e.text for e in reasoning if isinstance(e, Piece)) == "Let me think."

@@ -6,9 +6,9 @@ from __future__ import annotations
 import json
 from typing import Any
 
-import httpx
 import pytest
-from tests.unit.engine.remote.fakes import engine, sse
+from aiohttp import web
+from tests.unit.engine.remote.fakes import Upstream, answer, closed_url, sse
 
 from deepwell.engine.base import (
     Admitted,
@@ -38,21 +38,21 @@ def ids(word: str) -> list[int]:
     return [ord(c) for c in word]
 
 
-async def test_llama_server_sends_token_ids_and_reads_tokens_and_cache() -> None:
+async def test_llama_server_sends_token_ids_and_reads_tokens_and_cache(upstream: Upstream) -> None:
     sent: list[dict[str, Any]] = []
 
-    def handle(request: httpx.Request) -> httpx.Response:
-        sent.append(json.loads(request.content))
-        assert request.url.path == "/completion"
+    async def handle(request: web.Request) -> web.StreamResponse:
+        sent.append(await request.json())
+        assert request.path == "/completion"
         body = sse(
             {"content": "Hi", "tokens": ids("Hi"), "stop": False, "timings": {"cache_n": 8}},
             {"content": "!", "tokens": ids("!"), "stop": False, "timings": {"cache_n": 8}},
             {"content": "", "tokens": [], "stop": True, "stop_type": "eos", "tokens_predicted": 3},
             done=False,
         )
-        return httpx.Response(200, content=body)
+        return web.Response(body=body)
 
-    remote = engine("llama-server", handle)
+    remote = upstream.engine("llama-server", handle)
     request = EngineRequest(PROMPT, max_tokens=5, sampling=Sampling(temperature=0, seed=7))
     events = await run(remote, request)
     assert sent[0]["prompt"] == list(PROMPT)
@@ -64,12 +64,12 @@ async def test_llama_server_sends_token_ids_and_reads_tokens_and_cache() -> None
     await remote.close()
 
 
-async def test_stop_strings_are_applied_locally_and_named() -> None:
-    def handle(request: httpx.Request) -> httpx.Response:
+async def test_stop_strings_are_applied_locally_and_named(upstream: Upstream) -> None:
+    async def handle(request: web.Request) -> web.StreamResponse:
         events = [{"tokens": [t], "stop": False} for t in ids("one. two")]
-        return httpx.Response(200, content=sse(*events, done=False))
+        return web.Response(body=sse(*events, done=False))
 
-    remote = engine("llama-server", handle)
+    remote = upstream.engine("llama-server", handle)
     events = await run(remote, EngineRequest(PROMPT, max_tokens=20, stop=(". ",)))
     assert text(events) == "one"
     done = events[-1]
@@ -77,12 +77,12 @@ async def test_stop_strings_are_applied_locally_and_named() -> None:
     assert (done.reason, done.stop_sequence, done.completion_tokens) == ("stop", ". ", 5)
 
 
-async def test_vllm_completions_with_salt_constraint_and_usage() -> None:
+async def test_vllm_completions_with_salt_constraint_and_usage(upstream: Upstream) -> None:
     sent: list[dict[str, Any]] = []
 
-    def handle(request: httpx.Request) -> httpx.Response:
-        sent.append(json.loads(request.content))
-        assert request.url.path == "/v1/completions"
+    async def handle(request: web.Request) -> web.StreamResponse:
+        sent.append(await request.json())
+        assert request.path == "/v1/completions"
         usage = {
             "prompt_tokens": 11,
             "completion_tokens": 2,
@@ -101,9 +101,9 @@ async def test_vllm_completions_with_salt_constraint_and_usage() -> None:
             },
             {"choices": [], "usage": usage},
         )
-        return httpx.Response(200, content=body)
+        return web.Response(body=body)
 
-    remote = engine("vllm", handle)
+    remote = upstream.engine("vllm", handle)
     schema = Constraint("json_schema", '{"type": "object"}')
     events = await run(remote, EngineRequest(PROMPT, 9, namespace="7/", constraint=schema))
     body = sent[0]
@@ -117,17 +117,17 @@ async def test_vllm_completions_with_salt_constraint_and_usage() -> None:
     assert events[-1] == Done("stop", len(PROMPT), 2, 4)
 
 
-async def test_vllm_logprobs_come_from_token_id_strings() -> None:
-    def handle(request: httpx.Request) -> httpx.Response:
+async def test_vllm_logprobs_come_from_token_id_strings(upstream: Upstream) -> None:
+    async def handle(request: web.Request) -> web.StreamResponse:
         logprobs = {
             "tokens": ["token_id:65"],
             "token_logprobs": [-0.5],
             "top_logprobs": [{"token_id:65": -0.5, "token_id:66": -1.5}],
         }
         body = sse({"choices": [{"text": "A", "logprobs": logprobs, "finish_reason": "length"}]})
-        return httpx.Response(200, content=body)
+        return web.Response(body=body)
 
-    remote = engine("vllm", handle)
+    remote = upstream.engine("vllm", handle)
     events = await run(remote, EngineRequest(PROMPT, 1, logprobs=1))
     piece = next(e for e in events if isinstance(e, Piece))
     assert piece.logprobs[0].token == "A"
@@ -136,12 +136,12 @@ async def test_vllm_logprobs_come_from_token_id_strings() -> None:
     assert events[-1] == Done("length", len(PROMPT), 1, 0)
 
 
-async def test_sglang_generate_with_cumulative_output_ids() -> None:
+async def test_sglang_generate_with_cumulative_output_ids(upstream: Upstream) -> None:
     sent: list[dict[str, Any]] = []
 
-    def handle(request: httpx.Request) -> httpx.Response:
-        sent.append(json.loads(request.content))
-        assert request.url.path == "/generate"
+    async def handle(request: web.Request) -> web.StreamResponse:
+        sent.append(await request.json())
+        assert request.path == "/generate"
 
         def event(out: str, finish: Any) -> dict[str, Any]:
             meta = {
@@ -155,9 +155,9 @@ async def test_sglang_generate_with_cumulative_output_ids() -> None:
         body = sse(
             event("ab", None), event("abc", None), event("abcd", {"type": "length", "length": 4})
         )
-        return httpx.Response(200, content=body)
+        return web.Response(body=body)
 
-    remote = engine("sglang", handle, lark=True)
+    remote = upstream.engine("sglang", handle, lark=True)
     grammar = Constraint("lark", 'start: "abcd"')
     events = await run(remote, EngineRequest(PROMPT, 4, constraint=grammar))
     assert sent[0]["input_ids"] == list(PROMPT)
@@ -168,8 +168,8 @@ async def test_sglang_generate_with_cumulative_output_ids() -> None:
     assert events[-1] == Done("length", len(PROMPT), 4, 6)
 
 
-def test_a_grammar_needs_upstreams_that_take_one() -> None:
-    remote = engine("llama-server", lambda r: httpx.Response(500))
+async def test_a_grammar_needs_upstreams_that_take_one(upstream: Upstream) -> None:
+    remote = upstream.engine("llama-server")
     remote.check_constraint(Constraint("json_schema", '{"type": "object"}'))
     with pytest.raises(ConstraintError, match="do not enforce grammars"):
         remote.check_constraint(Constraint("lark", 'start: "x"'))
@@ -177,39 +177,36 @@ def test_a_grammar_needs_upstreams_that_take_one() -> None:
         remote.check_constraint(Constraint("json_schema", "[1, 2"))
 
 
-async def test_an_unreachable_replica_is_retried_on_another() -> None:
-    def handle(request: httpx.Request) -> httpx.Response:
-        if request.url.host == "down":
-            raise httpx.ConnectError("refused", request=request)
-        return httpx.Response(
-            200, content=sse({"tokens": ids("ok"), "stop": True, "stop_type": "eos"})
-        )
-
-    remote = engine("llama-server", handle, urls=("http://down", "http://up"), eject_after=1)
+async def test_an_unreachable_replica_is_retried_on_another(upstream: Upstream) -> None:
+    ok = answer(sse({"tokens": ids("ok"), "stop": True, "stop_type": "eos"}))
+    down = closed_url()
+    remote = upstream.engine("llama-server", ok, urls=(down, upstream.url), eject_after=1)
     for seed in range(4):  # some of them hash to the replica that is down first
         request = EngineRequest((seed, *PROMPT), 4, namespace=str(seed))
         assert text(await run(remote, request)) == "ok"
     figures = (await remote.health()).replicas  # type: ignore[attr-defined]
-    assert figures["http://down"]["healthy"] == 0
-    assert figures["http://up"]["in_flight"] == 0
+    assert figures[down]["healthy"] == 0
+    assert figures[upstream.url]["in_flight"] == 0
 
 
-async def test_no_replica_left_is_a_503() -> None:
-    def handle(request: httpx.Request) -> httpx.Response:
-        raise httpx.ConnectError("refused", request=request)
-
-    remote = engine("llama-server", handle, urls=("http://a", "http://b"))
+async def test_no_replica_left_is_a_503(upstream: Upstream) -> None:
+    remote = upstream.engine("llama-server", urls=(closed_url(), closed_url()))
     with pytest.raises(Overloaded):
         await run(remote, EngineRequest(PROMPT, 4))
 
 
-async def test_a_replica_dying_mid_stream_ends_the_stream_with_an_engine_failure() -> None:
-    class Dying(httpx.AsyncByteStream):
-        async def __aiter__(self) -> Any:
-            yield sse({"tokens": ids("par"), "stop": False}, done=False)
-            raise httpx.ReadError("connection reset")
+async def test_a_replica_dying_mid_stream_ends_the_stream_with_an_engine_failure(
+    upstream: Upstream,
+) -> None:
+    async def dying(request: web.Request) -> web.StreamResponse:
+        response = web.StreamResponse()
+        await response.prepare(request)
+        await response.write(sse({"tokens": ids("par"), "stop": False}, done=False))
+        assert request.transport is not None
+        request.transport.abort()  # the connection reset before the chunked body's end
+        return response
 
-    remote = engine("llama-server", lambda r: httpx.Response(200, stream=Dying()))
+    remote = upstream.engine("llama-server", dying)
     seen: list[EngineEvent] = []
 
     async def read() -> None:
@@ -219,41 +216,41 @@ async def test_a_replica_dying_mid_stream_ends_the_stream_with_an_engine_failure
     with pytest.raises(EngineFailure, match="failed during the reply"):
         await read()
     assert text(seen) == "par"
-    assert (await remote.health()).replicas["http://a"]["errors"] == 1  # type: ignore[attr-defined]
+    assert (await remote.health()).replicas[upstream.url]["errors"] == 1  # type: ignore[attr-defined]
 
 
-async def test_a_stream_cut_short_without_an_end_is_an_engine_failure() -> None:
-    remote = engine("llama-server", lambda r: httpx.Response(200, content=sse({"tokens": [65]})))
+async def test_a_stream_cut_short_without_an_end_is_an_engine_failure(upstream: Upstream) -> None:
+    remote = upstream.engine("llama-server", answer(sse({"tokens": [65]})))
     with pytest.raises(EngineFailure, match="before it was done"):
         await run(remote, EngineRequest(PROMPT, 10))
 
 
-async def test_upstream_refusals_are_typed() -> None:
+async def test_upstream_refusals_are_typed(upstream: Upstream) -> None:
     refusal = {"error": {"code": 400, "message": "bad   prompt"}}
-    remote = engine("llama-server", lambda r: httpx.Response(400, json=refusal))
+    remote = upstream.engine("llama-server", answer(json.dumps(refusal).encode(), 400))
     with pytest.raises(InvalidRequest, match="refused the request: bad prompt"):
         await run(remote, EngineRequest(PROMPT, 10))
-    busy = engine("vllm", lambda r: httpx.Response(503, text="busy"))
+    busy = upstream.engine("vllm", answer(b"busy", 503))
     with pytest.raises(Overloaded):
         await run(busy, EngineRequest(PROMPT, 10))
 
 
-async def test_health_checks_eject_and_readmit() -> None:
-    up = {"http://a": True}
+async def test_health_checks_eject_and_readmit(upstream: Upstream) -> None:
+    up = True
 
-    def handle(request: httpx.Request) -> httpx.Response:
-        return httpx.Response(200 if up["http://a"] else 503)
+    async def handle(request: web.Request) -> web.StreamResponse:
+        return web.Response(status=200 if up else 503)
 
-    remote = engine("llama-server", handle, eject_after=2)
+    remote = upstream.engine("llama-server", handle, eject_after=2)
     upstreams = remote.upstreams
-    up["http://a"] = False
+    up = False
     await upstreams.check()
     assert (await remote.health()).state == "ready"
     await upstreams.check()
     assert (await remote.health()).state == "restarting"
-    up["http://a"] = True
+    up = True
     await upstreams.check()
     health = await remote.health()
     assert health.state == "ready"
-    assert health.replicas["http://a"]["ejections"] == 1  # type: ignore[attr-defined]
+    assert health.replicas[upstream.url]["ejections"] == 1  # type: ignore[attr-defined]
     await remote.close()
