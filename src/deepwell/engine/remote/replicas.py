@@ -95,6 +95,9 @@ class Router:
         candidates = [r for r in self.healthy() if r.url not in exclude]
         if not candidates:
             return None
+        if len(candidates) == 1:  # nothing to choose (remembered for when there is)
+            self._remember(namespace, prompt, candidates[0].url)
+            return candidates[0]
         preferred = self._sticky(namespace, prompt, candidates)
         ranked = self.ranked(namespace, prompt, candidates)
         if preferred is None:
