@@ -1,13 +1,14 @@
 """An agent-style workload: users sharing one long system prompt, several turns each.
 
-    .venv/bin/python bench/agent.py [--users 8] [--turns 4] [--system-words 1000]
+    .venv/bin/python bench/agent.py [--users 8] [--turns 4] [--system-words 1000] [--each]
 
 Each user resends its growing conversation every turn (the shared system prompt, its
 earlier turns, a new question) and streams ``--max-tokens`` tokens, as an agent loop
 does. All users start together, so their first turns arrive at once. Runs deepwell and
 then llama.cpp's ``llama-server`` (``-np`` equal to deepwell's sequences, its prompt
 cache on) on the same GGUF, cores and context, and prints the mean time to first token
-per turn and overall, and their ratio.
+per turn and overall, and their ratio; with ``--each``, every request too (when it
+started, its time to first token, its prompt and cached tokens).
 """
 
 from __future__ import annotations
@@ -24,7 +25,15 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import MODEL_FILE, Endpoint, deepwell_server, document, llama_server, stream_chat
+from common import (
+    MODEL_FILE,
+    Endpoint,
+    Result,
+    deepwell_server,
+    document,
+    llama_server,
+    stream_chat,
+)
 
 
 def system_prompt(words: int) -> str:
@@ -33,21 +42,22 @@ def system_prompt(words: int) -> str:
 
 def user_session(
     endpoint: Endpoint, system: str, user: int, turns: int, max_tokens: int
-) -> list[float]:
-    """One user's turns; the time to first token of each."""
+) -> list[Result]:
+    """One user's turns, a result each."""
     messages = [{"role": "system", "content": system}]
-    ttfts = []
+    results = []
     for turn in range(turns):
         messages.append({"role": "user", "content": f"User {user}, step {turn}: what next?"})
         with httpx.Client(timeout=900) as client:
             result = stream_chat(client, endpoint, messages, max_tokens)
-        ttfts.append(result.ttft)
+        results.append(result)
         messages.append({"role": "assistant", "content": result.text})
-    return ttfts
+    return results
 
 
 def run(endpoint: Endpoint, args: argparse.Namespace) -> list[list[float]]:
-    """Mean-able TTFTs: one list per turn, one value per user."""
+    """Mean-able TTFTs: one list per turn, one value per user (and, with ``--each``,
+    every request printed)."""
     with httpx.Client(timeout=600) as client:  # warm up
         stream_chat(client, endpoint, [{"role": "user", "content": "Hi"}], 4)
     system = system_prompt(args.system_words)
@@ -58,7 +68,22 @@ def run(endpoint: Endpoint, args: argparse.Namespace) -> list[list[float]]:
                 range(args.users),
             )
         )
-    return [[session[turn] for session in sessions] for turn in range(args.turns)]
+    if args.each:
+        each(endpoint.name, sessions)
+    return [[session[turn].ttft for session in sessions] for turn in range(args.turns)]
+
+
+def each(name: str, sessions: list[list[Result]]) -> None:
+    """Every request of a run, by turn: arrival spread is what later turns' TTFTs show."""
+    began = min(result.started for session in sessions for result in session)
+    print(f"\n{name}: turn, user, started (s), TTFT (s), prompt tokens, cached tokens")
+    for turn in range(len(sessions[0])):
+        for user, session in enumerate(sessions):
+            r = session[turn]
+            print(
+                f"{turn + 1} {user} {r.started - began:7.2f} {r.ttft:6.2f} "
+                f"{r.prompt_tokens:5d} {r.cached_tokens:5d}"
+            )
 
 
 def report(ours: list[list[float]], theirs: list[list[float]]) -> None:
@@ -81,6 +106,7 @@ def main() -> None:
     parser.add_argument("--max-tokens", type=int, default=24)
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--ctx", type=int, default=32768)
+    parser.add_argument("--each", action="store_true", help="print every request")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="deepwell-bench-") as tmp:
         data_dir = Path(tmp)
