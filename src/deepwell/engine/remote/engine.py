@@ -207,7 +207,8 @@ class Upstreams:
                 replica.url + self.settings.health_path,
                 within_s=self.settings.connect_timeout_s,
             )
-            response.release()
+            async with response:  # read to its end: the connection is kept for the next
+                await response.read()
             passed = response.status == 200
         except (aiohttp.ClientError, TimeoutError):
             passed = False

@@ -237,9 +237,11 @@ async def test_upstream_refusals_are_typed(upstream: Upstream) -> None:
 
 async def test_health_checks_eject_and_readmit(upstream: Upstream) -> None:
     up = True
+    connections: set[int] = set()
 
     async def handle(request: web.Request) -> web.StreamResponse:
-        return web.Response(status=200 if up else 503)
+        connections.add(id(request.transport))
+        return web.Response(status=200 if up else 503, text="status " * 100_000)
 
     remote = upstream.engine("llama-server", handle, eject_after=2)
     upstreams = remote.upstreams
@@ -253,4 +255,5 @@ async def test_health_checks_eject_and_readmit(upstream: Upstream) -> None:
     health = await remote.health()
     assert health.state == "ready"
     assert health.replicas[upstream.url]["ejections"] == 1  # type: ignore[attr-defined]
+    assert len(connections) == 1  # each body (larger than one read) read to its end: kept
     await remote.close()
