@@ -239,6 +239,11 @@ class EngineSettings(BaseModel):
     n_threads: int | None = Field(default=None, ge=1)
     n_threads_batch: int | None = Field(default=None, ge=1)
     prefill_chunk: int = Field(default=256, ge=16)
+    # A step reads the prompts of further sequences only while it holds fewer prompt
+    # tokens than this (0: as many as fit). On a CPU prompt reading is compute-bound, so
+    # prompts that arrive together are read a few at a time, and the first of them start
+    # sooner, instead of all waiting for one large step.
+    prefill_group: int = Field(default=64, ge=0)
     # Prompt-lookup speculation: while at most ``speculate_sequences`` sequences run, each
     # also reads up to ``max_draft`` tokens guessed from its own history in the same step.
     speculate: bool = True

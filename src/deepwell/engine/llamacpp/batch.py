@@ -99,13 +99,18 @@ def plan_batch(
     *,
     n_batch: int,
     prefill_chunk: int,
+    prefill_group: int = 0,
     draft: Callable[[S, int], Sequence[int]] | None = None,
 ) -> BatchPlan[S]:
     """The batch of one step over the ``running`` sequences.
 
     The batch holds at most ``n_batch`` tokens. While some sequence is decoding, the
     prompt chunks together hold at most ``prefill_chunk`` tokens, so that reading a long
-    prompt delays the others' next tokens only that much. With ``draft``, a decoding
+    prompt delays the others' next tokens only that much. With ``prefill_group``, the
+    prompt of a further sequence is read only while the step holds fewer prompt tokens
+    than that: prompts that arrive together are read a few at a time, in running order,
+    so that the first finish sooner (a step of many prompts costs about what reading them
+    one after another does, on a CPU, and ends for all of them at once). With ``draft``, a decoding
     sequence also reads the tokens ``draft(seq, room)`` guesses, while nothing is
     prefilling and the batch has room for every sequence's guesses.
     """
@@ -119,12 +124,16 @@ def plan_batch(
     if decoding:
         budget = min(budget, prefill_chunk)
     alone = len(running) == 1
+    read = 0
     for seq in running:
-        if budget <= 0 or not seq.prefilling:
+        if budget <= 0 or (prefill_group and read >= prefill_group):
+            break
+        if not seq.prefilling:
             continue
         take = min(budget, _prefill_take(len(seq.prompt) - seq.n_past, alone=alone))
         plan.add_prefill(seq, take)
         budget -= take
+        read += take
     return plan
 
 

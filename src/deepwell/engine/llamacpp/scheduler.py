@@ -449,6 +449,7 @@ class Scheduler:
             self._running,
             n_batch=self._n_batch,
             prefill_chunk=self._settings.prefill_chunk,
+            prefill_group=self._settings.prefill_group,
             draft=self._draft if speculate else None,
         )
         self._fill_batch(plan)

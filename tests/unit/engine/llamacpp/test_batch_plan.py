@@ -143,3 +143,18 @@ def test_a_full_batch_of_decoding_sequences_leaves_prompts_waiting() -> None:
     p = prefilling("p", 3)
     plan = plan_batch([p, *running], n_batch=4, prefill_chunk=16)
     assert [name for name, *_ in members(plan)] == ["d0", "d1", "d2", "d3"]
+
+
+def test_prompts_that_arrive_together_are_read_a_few_at_a_time() -> None:
+    burst = [prefilling(name, 30) for name in "abcdef"]
+    plan = plan_batch(burst, n_batch=512, prefill_chunk=256, prefill_group=64)
+    assert members(plan) == [("a", 29, 30), ("b", 59, 30), ("c", 89, 30)]
+    every = plan_batch(burst, n_batch=512, prefill_chunk=256)
+    assert [m.seq.name for m in every.members] == list("abcdef")
+
+
+def test_a_long_prompt_fills_its_step_however_small_the_group() -> None:
+    d = decoding("d", 4, token=42)
+    long, short = prefilling("long", 300), prefilling("short", 5)
+    plan = plan_batch([d, long, short], n_batch=512, prefill_chunk=256, prefill_group=64)
+    assert members(plan) == [("d", 0, 1), ("long", None, 256)]
