@@ -109,10 +109,10 @@ def plan_batch(
     prompt delays the others' next tokens only that much. With ``prefill_group``, the
     prompt of a further sequence is read only while the step holds fewer prompt tokens
     than that: prompts that arrive together are read a few at a time, in running order,
-    so that the first finish sooner (a step of many prompts costs about what reading them
-    one after another does, on a CPU, and ends for all of them at once). With ``draft``, a decoding
-    sequence also reads the tokens ``draft(seq, room)`` guesses, while nothing is
-    prefilling and the batch has room for every sequence's guesses.
+    so that the first finish sooner (on a CPU a step of many prompts costs about what
+    reading them one after another does, and ends for all of them at once). With
+    ``draft``, a decoding sequence also reads the tokens ``draft(seq, room)`` guesses,
+    while nothing is prefilling and the batch has room for every sequence's guesses.
     """
     plan: BatchPlan[S] = BatchPlan()
     decoding = [s for s in running if not s.prefilling]
