@@ -4,11 +4,11 @@ The ledger's hold and settlement are a database write transaction each; under lo
 those two writes are most of what a request costs the gateway. For an account with
 money to spare, ``Reserves`` instead reserves a slice of its balance (one ledger hold,
 for several requests' worth) and holds each request against the slice in memory; the
-settlements are written together, every request settled since the last batch in one
-transaction, by one writer that starts the next batch as soon as the last one is
-committed (group commit: no timer, so no added delay). A request's ledger row is
-therefore committed a moment after its response: ``written`` waits for it, and balance
-and usage reads through this gateway call it first.
+settlements are written together: one writer lets them gather for ``BATCH_S`` after
+the first, then writes every request settled since the last batch in one transaction.
+A request's ledger row is therefore committed a moment after its response: ``written``
+writes at once and waits for it, and balance and usage reads through this gateway call
+it first.
 
 It stays exact where exactness is visible:
 

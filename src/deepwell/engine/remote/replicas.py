@@ -95,9 +95,16 @@ class Router:
         candidates = [r for r in self.healthy() if r.url not in exclude]
         if not candidates:
             return None
-        if len(candidates) == 1:  # nothing to choose (remembered for when there is)
-            self._remember(namespace, prompt, candidates[0].url)
-            return candidates[0]
+        # With one candidate there is nothing to rank (it is remembered all the same).
+        chosen = (
+            candidates[0] if len(candidates) == 1 else self._choose(namespace, prompt, candidates)
+        )
+        self._remember(namespace, prompt, chosen.url)
+        return chosen
+
+    def _choose(self, namespace: str, prompt: Sequence[int], candidates: list[Replica]) -> Replica:
+        """Where this prompt's prefix went before, else the best ranked; the least loaded
+        instead when that one is over its share by more than ``imbalance``."""
         preferred = self._sticky(namespace, prompt, candidates)
         ranked = self.ranked(namespace, prompt, candidates)
         if preferred is None:
@@ -106,7 +113,6 @@ class Router:
         capacity = math.ceil(self.imbalance * (total + 1) / len(candidates))
         if preferred.in_flight + 1 > capacity:
             preferred = min(ranked, key=lambda r: r.in_flight)
-        self._remember(namespace, prompt, preferred.url)
         return preferred
 
     def ranked(
