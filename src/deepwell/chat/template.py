@@ -140,6 +140,12 @@ class ChatTemplate:
         except _TemplateRaised as exc:
             raise InvalidRequest(str(exc), param="messages") from exc
         except TemplateError as exc:
+            if not messages:
+                raise InvalidRequest(
+                    "This model's chat template needs a message before the assistant "
+                    "message with `prefix: true`",
+                    param="messages",
+                ) from exc
             raise InvalidRequest(f"The messages could not be rendered: {exc}") from exc
         return text if prefix is None else text + client_text(prefix.content or "")
 

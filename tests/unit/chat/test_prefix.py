@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import pytest
+
 from deepwell.chat.template import ChatTemplate, without_marks
+from deepwell.errors import InvalidRequest
 from deepwell.vocabulary import Message
 
 TEMPLATE = (
@@ -40,3 +43,12 @@ def test_prefix_alone() -> None:
 def test_a_last_assistant_turn_without_prefix_is_closed() -> None:
     text = render(USER, Message("assistant", "Sure."))
     assert text.endswith("Sure.<|im_end|>\n<|im_start|>assistant\n")
+
+
+def test_prefix_alone_where_the_template_needs_a_first_message_is_a_clear_400() -> None:
+    template = ChatTemplate(
+        "{{ messages[0].role }}{% for m in messages %}{{ m.content }}{% endfor %}"
+    )
+    with pytest.raises(InvalidRequest, match="needs a message before") as raised:
+        template.render([Message("assistant", "def ", prefix=True)])
+    assert raised.value.param == "messages"
