@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from deepwell.billing.ledger import Charge
-from deepwell.core.observer import Observer, Refusal
+from deepwell.core.observer import NullObserver, Observer, Refusal
 from deepwell.engine.base import Engine, EngineHealth
 
 IncidentKind = Literal["restart", "outage", "overload"]
@@ -72,7 +72,7 @@ class _Engine:
     minutes: deque[list[int]] = field(default_factory=deque)
 
 
-class StatusBoard:
+class StatusBoard(NullObserver):
     """Engine states, restarts and overloads of the last ``window_s`` seconds.
 
     ``models`` maps each public model id to its backing model. Every method runs on the
@@ -100,7 +100,7 @@ class StatusBoard:
         self._overloads: dict[str, Incident] = {}
         self._incidents: deque[Incident] = deque(maxlen=max_incidents)
 
-    # -- what the gateway reports (core.observer.Observer) --
+    # -- what the gateway reports: overloads (the other calls are NullObserver's) --
 
     def refused(self, model: str, why: str) -> None:
         if why != "overloaded":
@@ -114,21 +114,6 @@ class StatusBoard:
             self._incidents.append(current)
         current.refusals += 1
         current.ended_at = now
-
-    def queued(self, backing: str, waiting: int) -> None:
-        pass
-
-    def dispatched(self, backing: str, waiting: int, waited_s: float) -> None:
-        pass
-
-    def first_token(self, model: str, seconds: float) -> None:
-        pass
-
-    def next_token(self, model: str, seconds: float) -> None:
-        pass
-
-    def settled(self, charge: Charge) -> None:
-        pass
 
     # -- what the engines report --
 
