@@ -23,6 +23,8 @@ pytestmark = pytest.mark.e2e
 
 FLASH = "deepseek-v4-flash"
 PLAIN: dict[str, Any] = {"thinking": {"type": "disabled"}}
+# Anthropic's SDK no longer takes sampling parameters; the API still does.
+GREEDY: dict[str, Any] = {"temperature": 0}
 HELLO: list[MessageParam] = [{"role": "user", "content": "Say hello in three words."}]
 SUM: list[MessageParam] = [{"role": "user", "content": "What is 2 + 3?"}]
 ASK_WEATHER: list[MessageParam] = [
@@ -239,6 +241,7 @@ def test_a_tool_loop(sdk: anthropic.Anthropic) -> None:
         tools=[WEATHER],
         tool_choice={"type": "tool", "name": "get_weather"},
         thinking={"type": "disabled"},
+        extra_body=GREEDY,
     ) as s:
         asked = s.get_final_message()
     assert asked.stop_reason == "tool_use"
@@ -276,6 +279,7 @@ def test_a_tool_loop(sdk: anthropic.Anthropic) -> None:
         tools=[WEATHER],
         tool_choice={"type": "none"},
         thinking={"type": "disabled"},
+        extra_body=GREEDY,
     )
     assert final.stop_reason in ("end_turn", "max_tokens")
     assert [block.type for block in final.content] == ["text"]

@@ -16,6 +16,7 @@ const result = streamText({
   model: deepseek("deepseek-v4-flash"),
   prompt: "What is the weather in Paris?",
   maxOutputTokens: 40,
+  temperature: 0,
   maxRetries: 0,
   providerOptions: { deepseek: { thinking: { type: "disabled" } } },
   tools: {
