@@ -64,8 +64,8 @@ def _free_port() -> int:
         return port
 
 
-def _deepwell(*args: str) -> list[str]:
-    return [sys.executable, "-m", "deepwell", *args]
+def _deepwell(*args: str, python: str = sys.executable) -> list[str]:
+    return [python, "-m", "deepwell", *args]
 
 
 def _wait_ready(base_url: str, process: subprocess.Popen[bytes], log: Path) -> None:
@@ -108,14 +108,15 @@ def create_key(env: dict[str, str], account: str, *, funds: str | None = "100") 
 
 @contextmanager
 def running_server(
-    data_dir: Path, env: dict[str, str], *, key: str | None = None
+    data_dir: Path, env: dict[str, str], *, key: str | None = None, python: str = sys.executable
 ) -> Iterator[Server]:
-    """``deepwell serve`` on ``data_dir`` until the block ends (stopped gracefully)."""
+    """``deepwell serve`` on ``data_dir`` until the block ends (stopped gracefully), run
+    by the interpreter ``python`` (this one unless told)."""
     port = _free_port()
     log = data_dir / "serve.log"
     with log.open("ab") as out:
         process = subprocess.Popen(
-            _deepwell("serve", "--port", str(port)),
+            _deepwell("serve", "--port", str(port), python=python),
             env=env,
             stdout=out,
             stderr=subprocess.STDOUT,
