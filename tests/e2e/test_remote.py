@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import zlib
 from collections.abc import Iterator
 from contextlib import ExitStack
 from dataclasses import dataclass
@@ -200,7 +201,7 @@ async def _stream(server: Server, user: str) -> str:
         stream = await client.chat.completions.create(
             model=MODEL,
             messages=[
-                {"role": "system", "content": text(hash(user) % 97, 70)},
+                {"role": "system", "content": text(zlib.crc32(user.encode()) % 97, 70)},
                 {"role": "user", "content": "Count from 1 to 60."},
             ],
             max_tokens=120,
