@@ -140,7 +140,7 @@ class ChatTemplate:
         except _TemplateRaised as exc:
             raise InvalidRequest(str(exc), param="messages") from exc
         except TemplateError as exc:
-            if not messages:
+            if prefix is not None and not messages:
                 raise InvalidRequest(
                     "This model's chat template needs a message before the assistant "
                     "message with `prefix: true`",

@@ -97,4 +97,3 @@ async def test_thinking_reads_one_stream_in_two_phases(upstream: Upstream) -> No
     assert "".join(e.text for e in answer if isinstance(e, Piece)) == "Four."
     assert answer[-1] == Done("stop", len(second.prompt), 3, 0)
     assert calls == 1
-    await engine.close()

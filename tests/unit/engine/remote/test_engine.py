@@ -61,7 +61,6 @@ async def test_llama_server_sends_token_ids_and_reads_tokens_and_cache(upstream:
     assert [e.tokens for e in events if isinstance(e, Piece)] == [1, 1, 1]
     assert text(events) == "Hi!"
     assert events[-1] == Done("stop", len(PROMPT), 3, 8)
-    await remote.close()
 
 
 async def test_stop_strings_are_applied_locally_and_named(upstream: Upstream) -> None:
@@ -258,4 +257,3 @@ async def test_health_checks_eject_and_readmit(upstream: Upstream) -> None:
     assert health.state == "ready"
     assert health.replicas[upstream.url]["ejections"] == 1  # type: ignore[attr-defined]
     assert len(connections) == 1  # each body (larger than one read) read to its end: kept
-    await remote.close()
